@@ -1,0 +1,390 @@
+import CMicroHTTPD
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One running libmicrohttpd daemon and the bridge from its callbacks into Swift.
+///
+/// Request flow (see `access`):
+/// 1. First callback (headers only): create the ``RequestContext``; reject early only what can
+///    never succeed (an oversized `Content-Length`), since a response queued here makes the
+///    engine drop keep-alive.
+/// 2. Body callbacks: append to the context, up to `maxBodySize`.
+/// 3. Final callback: route. An inline handler answers right here. An async handler suspends
+///    the connection first, then starts a task; the task resumes the connection exactly once,
+///    and the engine calls back on its own thread, where the response is queued.
+/// 4. `NOTIFY_COMPLETED` releases the context and records the request.
+final class Engine: @unchecked Sendable {
+    enum Responder: Sendable {
+        case router(Router)
+        case handler(any HTTPHandler)
+    }
+
+    let config: ServerConfig
+    let socket: ListeningSocket
+    let responder: Responder
+    let logger: Logger
+    let stats: ServerStats
+
+    /// Set once by `start`, cleared by `stop`; only the owning ``HTTPServer`` calls those.
+    private var daemon: OpaquePointer?
+    private var quiesced = false
+    private let draining = Atomic<Bool>(false)
+    private let registry = Mutex(Registry())
+    private let lastEngineMessage = Mutex<String?>(nil)
+
+    /// Connections suspended while their handler task runs.
+    struct Registry {
+        var contexts: [ObjectIdentifier: RequestContext] = [:]
+        /// Once set, nothing more is suspended: the daemon is about to stop.
+        var stopping = false
+        var watcherRunning = false
+    }
+
+    init(config: ServerConfig, socket: ListeningSocket, responder: Responder, logger: Logger, stats: ServerStats) {
+        self.config = config
+        self.socket = socket
+        self.responder = responder
+        self.logger = logger
+        self.stats = stats
+    }
+
+    // MARK: Lifecycle
+
+    /// Starts the daemon on the already listening socket.
+    func start() throws {
+        let me = Unmanaged.passRetained(self).toOpaque()
+        let limits = config.limits
+        var options: [MHD_OptionItem] = [
+            .init(option: .LISTEN_SOCKET, value: Int(socket.fd), ptr_value: nil),
+            .init(option: .NOTIFY_COMPLETED, value: unsafeBitCast(completedCallback, to: Int.self), ptr_value: me),
+            .init(option: .EXTERNAL_LOGGER, value: unsafeBitCast(logCallback, to: Int.self), ptr_value: me),
+            .init(option: .CONNECTION_TIMEOUT, value: Int(limits.timeoutSeconds), ptr_value: nil),
+            .init(option: .CONNECTION_LIMIT, value: max(1, limits.maxConnections), ptr_value: nil),
+            .init(option: .PER_IP_CONNECTION_LIMIT, value: max(0, limits.maxConnectionsPerIP), ptr_value: nil),
+            .init(option: .CONNECTION_MEMORY_LIMIT, value: max(4096, limits.connectionMemory), ptr_value: nil),
+        ]
+        let threads = config.resolvedThreadCount
+        if threads > 1 {
+            options.append(.init(option: .THREAD_POOL_SIZE, value: threads, ptr_value: nil))
+        }
+        options.append(.init(option: .END, value: 0, ptr_value: nil))
+        let flags = Engine.daemonFlags
+        let started = options.withUnsafeBufferPointer { buffer in
+            mhds_start_daemon(flags, accessCallback, me, buffer.baseAddress)
+        }
+        guard let started else {
+            Unmanaged<Engine>.fromOpaque(me).release()
+            let detail = lastEngineMessage.withLock { $0 } ?? "libmicrohttpd refused the configuration"
+            throw ServerError(
+                .startFailed, server: config.name, host: config.host, portsTried: [socket.port],
+                message: "cannot start the HTTP engine: \(detail.trimmingTrailingNewlines)")
+        }
+        daemon = started
+    }
+
+    /// The flags every daemon uses: epoll on internal threads, suspend/resume for async
+    /// handlers, engine messages routed to our logger, and opportunistic I/O.
+    static let daemonFlags: UInt32 =
+        MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
+        | MHD_USE_ERROR_LOG.rawValue | MHD_USE_TURBO.rawValue
+
+    /// Stops accepting: the listening socket leaves the engine and is shut down, so new clients
+    /// are refused at once. Requests in progress go on; their responses close the connection.
+    func quiesce() {
+        draining.store(true, ordering: .relaxed)
+        guard let daemon, !quiesced else { return }
+        quiesced = true
+        let fd = MHD_quiesce_daemon(daemon)
+        if fd < 0 {
+            logger.debug("engine could not quiesce; the listening socket closes at stop")
+            quiesced = false
+        }
+        socket.stopListening()
+    }
+
+    /// Waits until no request is in progress, the deadline passes, or the task is cancelled.
+    /// Returns whether everything finished.
+    func drain(until deadline: ContinuousClock.Instant, abandon: @Sendable () -> Bool) async -> Bool {
+        while stats.inFlight > 0 {
+            if ContinuousClock.now >= deadline || Task.isCancelled || abandon() { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
+    /// Stops the daemon. Handler tasks still running are cancelled and their connections
+    /// resumed first (the engine must never be stopped with a suspended connection).
+    func stop() {
+        guard let daemon else { return }
+        let leftovers = registry.withLock { registry -> [RequestContext] in
+            registry.stopping = true
+            return Array(registry.contexts.values)
+        }
+        for context in leftovers {
+            context.cancelTask(clientGone: false)
+            context.resume(with: nil)
+        }
+        MHD_stop_daemon(daemon)
+        self.daemon = nil
+        if quiesced { socket.close() }
+        Unmanaged.passUnretained(self).release()
+    }
+
+    /// Open connections, including idle keep-alive ones.
+    var openConnections: Int {
+        guard let daemon else { return 0 }
+        return Int(mhds_daemon_current_connections(daemon))
+    }
+
+    // MARK: Callbacks
+
+    fileprivate func access(
+        _ connection: OpaquePointer,
+        _ url: UnsafePointer<CChar>,
+        _ method: UnsafePointer<CChar>,
+        _ version: UnsafePointer<CChar>,
+        _ uploadData: UnsafePointer<CChar>?,
+        _ uploadSize: UnsafeMutablePointer<Int>,
+        _ slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    ) -> MHD_Result {
+        guard let raw = slot.pointee else {
+            let context = RequestContext(connection: connection)
+            slot.pointee = Unmanaged.passRetained(context).toOpaque()
+            stats.began()
+            if let rejection = RequestGuard.check(connection, limits: config.limits) {
+                return queue(rejection, on: context, close: true)
+            }
+            return .YES
+        }
+        let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+        let size = uploadSize.pointee
+        if size > 0 {
+            uploadSize.pointee = 0
+            guard context.phase == .receiving, !context.bodyOverflow else { return .YES }
+            if context.body.count + size > config.limits.maxBodySize {
+                context.bodyOverflow = true
+                context.body = []
+            } else {
+                context.body.append(contentsOf: UnsafeRawBufferPointer(start: uploadData, count: size))
+            }
+            return .YES
+        }
+        switch context.phase {
+        case .receiving:
+            return dispatch(context, url: url, method: method, version: version)
+        case .suspended:
+            let response = context.shared.withLock { $0.response }
+            return queue(response ?? Engine.shuttingDown, on: context, close: response == nil)
+        case .answered:
+            return .YES
+        }
+    }
+
+    private func dispatch(
+        _ context: RequestContext, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>,
+        version: UnsafePointer<CChar>
+    ) -> MHD_Result {
+        if context.bodyOverflow {
+            return queue(RequestGuard.contentTooLarge, on: context, close: true)
+        }
+        var request = makeRequest(context, url: url, method: method, version: version)
+        switch responder {
+        case .router(let router):
+            switch router.resolve(&request) {
+            case .handler(.sync(let handler)):
+                let response: Response
+                do {
+                    response = try handler(request)
+                } catch {
+                    response = failure(error, request)
+                }
+                return queue(response, on: context)
+            case .handler(.async(let handler)):
+                return suspend(context, request, handler)
+            case .notFound:
+                return queue(Router.notFoundResponse, on: context)
+            case .methodNotAllowed(let allow):
+                return queue(Router.methodNotAllowed(allow: allow), on: context)
+            }
+        case .handler(let handler):
+            return suspend(context, request) { try await handler.respond(to: $0) }
+        }
+    }
+
+    private func suspend(
+        _ context: RequestContext, _ request: Request,
+        _ handler: @escaping @Sendable (Request) async throws -> Response
+    ) -> MHD_Result {
+        context.fd = mhds_connection_fd(context.connection)
+        let (suspended, startWatcher) = registry.withLock { registry -> (Bool, Bool) in
+            guard !registry.stopping else { return (false, false) }
+            registry.contexts[ObjectIdentifier(context)] = context
+            context.phase = .suspended
+            MHD_suspend_connection(context.connection)
+            let start = !registry.watcherRunning
+            registry.watcherRunning = true
+            return (true, start)
+        }
+        guard suspended else { return queue(Engine.shuttingDown, on: context, close: true) }
+        if startWatcher { startDisconnectWatcher() }
+        let task = Task {
+            let response: Response
+            do {
+                response = try await handler(request)
+            } catch {
+                let gone = context.shared.withLock { $0.clientGone }
+                response = gone ? Engine.shuttingDown : self.failure(error, request)
+            }
+            context.resume(with: response)
+            self.registry.withLock { _ = $0.contexts.removeValue(forKey: ObjectIdentifier(context)) }
+        }
+        context.shared.withLock { $0.task = task }
+        return .YES
+    }
+
+    /// While handlers are suspended, checks their sockets every 100 ms and cancels the tasks of
+    /// clients that hung up. Suspended connections are invisible to the engine's own polling,
+    /// and this costs the request path nothing. Runs only while something is suspended.
+    private func startDisconnectWatcher() {
+        Task.detached { [self] in
+            while true {
+                try? await Task.sleep(for: .milliseconds(100))
+                let watched = registry.withLock { registry -> [RequestContext] in
+                    if registry.contexts.isEmpty || registry.stopping {
+                        registry.watcherRunning = false
+                        return []
+                    }
+                    return Array(registry.contexts.values)
+                }
+                if watched.isEmpty { return }
+                var fds = watched.map { pollfd(fd: $0.fd, events: Engine.pollHangUp, revents: 0) }
+                guard poll(&fds, nfds_t(fds.count), 0) > 0 else { continue }
+                for (index, entry) in fds.enumerated()
+                where entry.revents & (Engine.pollHangUp | Int16(POLLHUP) | Int16(POLLERR) | Int16(POLLNVAL)) != 0 {
+                    logger.debug("client went away; cancelling its handler", metadata: ["server": "\(config.name)"])
+                    watched[index].cancelTask(clientGone: true)
+                }
+            }
+        }
+    }
+
+    /// `POLLRDHUP`: the peer closed its side.
+    static let pollHangUp: Int16 = 0x2000
+
+    fileprivate func completed(_ slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ code: MHD_RequestTerminationCode) {
+        guard let slot, let raw = slot.pointee else { return }
+        slot.pointee = nil
+        let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
+        let finished = code == .REQUEST_TERMINATED_COMPLETED_OK
+        stats.ended(status: finished ? context.status : 0, nanoseconds: Monotonic.nanoseconds() &- context.startedAt)
+    }
+
+    fileprivate func engineMessage(_ text: String) {
+        lastEngineMessage.withLock { $0 = text }
+        logger.debug("libmicrohttpd: \(text.trimmingTrailingNewlines)", metadata: ["server": "\(config.name)"])
+    }
+
+    // MARK: Requests and responses
+
+    private func makeRequest(
+        _ context: RequestContext, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>,
+        version: UnsafePointer<CChar>
+    ) -> Request {
+        let connection = context.connection
+        var headers = HTTPHeaders()
+        withUnsafeMutablePointer(to: &headers) { pointer in
+            _ = MHD_get_connection_values(connection, .HEADER_KIND, headerIterator, pointer)
+        }
+        var query: [(String, String)] = []
+        withUnsafeMutablePointer(to: &query) { pointer in
+            _ = MHD_get_connection_values(connection, .GET_ARGUMENT_KIND, queryIterator, pointer)
+        }
+        var request = Request(
+            method: HTTPMethod.interned(String(cString: method)),
+            path: String(cString: url),
+            query: QueryParameters(pairs: query),
+            headers: headers,
+            body: context.body,
+            version: String(cString: version))
+        request.peer = PeerAddress(mhds_connection_client_address(connection))
+        context.body = []
+        return request
+    }
+
+    /// The response for a thrown error: an ``HTTPError`` answers as it says, anything else is
+    /// logged and answered with a generic 500.
+    private func failure(_ error: any Error, _ request: Request) -> Response {
+        if let error = error as? HTTPError {
+            if error.status.isServerError { stats.handlerFailed() }
+            return error.response
+        }
+        stats.handlerFailed()
+        logger.error(
+            "handler failed",
+            metadata: [
+                "server": "\(config.name)", "method": "\(request.method)", "path": "\(request.path)",
+                "error": "\(String(reflecting: error))",
+            ])
+        return Engine.internalError
+    }
+
+    private func queue(_ response: Response, on context: RequestContext, close: Bool = false) -> MHD_Result {
+        context.phase = .answered
+        context.status = response.status.code
+        let closing = close || draining.load(ordering: .relaxed)
+        if let native = response.native, !closing {
+            return MHD_queue_response(context.connection, native.status, native.pointer)
+        }
+        let transient = NativeResponse(response.storage, closeConnection: closing)
+        return MHD_queue_response(context.connection, transient.status, transient.pointer)
+    }
+
+    static let internalError = Response.error(.internalServerError).reusable()
+    static let shuttingDown = Response.error(.serviceUnavailable, message: "server is shutting down")
+}
+
+extension String {
+    var trimmingTrailingNewlines: String {
+        var copy = self
+        while copy.last == "\n" || copy.last == "\r" { copy.removeLast() }
+        return copy
+    }
+}
+
+// MARK: C entry points (no captures: the engine comes back through `cls`)
+
+private let accessCallback: MHD_AccessHandlerCallback = {
+    cls, connection, url, method, version, uploadData, uploadSize, slot in
+    Unmanaged<Engine>.fromOpaque(cls!).takeUnretainedValue()
+        .access(connection!, url!, method!, version!, uploadData, uploadSize!, slot!)
+}
+
+private let completedCallback: MHD_RequestCompletedCallback = { cls, _, slot, code in
+    Unmanaged<Engine>.fromOpaque(cls!).takeUnretainedValue().completed(slot, code)
+}
+
+private let logCallback: MHD_LogCallback = { cls, format, arguments in
+    guard let cls, let format else { return }
+    var buffer = [CChar](repeating: 0, count: 512)
+    guard let arguments else { return }
+    _ = vsnprintf(&buffer, buffer.count, format, arguments)
+    Unmanaged<Engine>.fromOpaque(cls).takeUnretainedValue().engineMessage(System.string(buffer))
+}
+
+private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
+    guard let cls, let key else { return .YES }
+    let headers = cls.assumingMemoryBound(to: HTTPHeaders.self)
+    headers.pointee.add(name: String(cString: key), value: value.map { String(cString: $0) } ?? "")
+    return .YES
+}
+
+private let queryIterator: MHD_KeyValueIterator = { cls, _, key, value in
+    guard let cls, let key else { return .YES }
+    let pairs = cls.assumingMemoryBound(to: [(String, String)].self)
+    pairs.pointee.append((String(cString: key), value.map { String(cString: $0) } ?? ""))
+    return .YES
+}

@@ -1,0 +1,173 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A bound, listening TCP socket that is handed to the engine.
+///
+/// Port fallback binds for real: each candidate is bound and put in listen state, and only a
+/// failure with `EADDRINUSE` moves on to the next. Nothing probes a port and binds it later.
+final class ListeningSocket: @unchecked Sendable {
+    let fd: Int32
+    let port: Int
+    let family: Int32
+
+    private init(fd: Int32, port: Int, family: Int32) {
+        self.fd = fd
+        self.port = port
+        self.family = family
+    }
+
+    /// Why one bind attempt failed.
+    enum Failure: Error {
+        case addressInUse
+        case system(operation: String, errno: Int32)
+    }
+
+    /// Binds the first free port of `config.candidatePorts`, skipping `excluded`.
+    static func bind(_ config: ServerConfig, excluding excluded: Set<Int> = []) throws -> ListeningSocket {
+        _ = System.ignoreSIGPIPE
+        let addresses = try resolve(config)
+        var tried: [Int] = []
+        for port in config.candidatePorts {
+            guard (0...65535).contains(port) else {
+                throw ServerError(
+                    .invalidConfiguration, server: config.name, host: config.host, portsTried: tried + [port],
+                    message: "port \(port) is out of range 0...65535")
+            }
+            tried.append(port)
+            if port != 0 && excluded.contains(port) { continue }
+            var lastError: Failure?
+            for address in addresses {
+                do {
+                    return try bind(address, port: port, backlog: config.limits.listenBacklog)
+                } catch .addressInUse {
+                    lastError = .addressInUse
+                    break
+                } catch {
+                    lastError = error
+                }
+            }
+            switch lastError {
+            case .addressInUse?, nil: continue
+            case .system(let operation, let code)?:
+                throw ServerError(
+                    .bindFailed, server: config.name, host: config.host, portsTried: tried,
+                    message: "\(operation) on port \(port) failed: \(System.errorText(code)) (errno \(code))")
+            }
+        }
+        throw ServerError.portsUnavailable(config, tried: tried)
+    }
+
+    /// A resolved address to bind, without its port.
+    struct Address {
+        var storage: sockaddr_storage
+        var length: socklen_t
+        var family: Int32
+    }
+
+    /// Resolves the host to socket addresses (numeric literals never touch DNS).
+    static func resolve(_ config: ServerConfig) throws -> [Address] {
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_ADDRCONFIG
+        hints.ai_family = AF_UNSPEC
+        #if canImport(Glibc)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+        hints.ai_socktype = SOCK_STREAM
+        #endif
+        var result: UnsafeMutablePointer<addrinfo>?
+        var status = getaddrinfo(config.host, "0", &hints, &result)
+        if status != 0 {
+            // Loopback literals must work even on hosts where AI_ADDRCONFIG hides them.
+            hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+            status = getaddrinfo(config.host, "0", &hints, &result)
+        }
+        guard status == 0, let first = result else {
+            throw ServerError(
+                .invalidHost, server: config.name, host: config.host, portsTried: [],
+                message: "cannot resolve host '\(config.host)': \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(first) }
+        var addresses: [Address] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let info = cursor {
+            let entry = info.pointee
+            if entry.ai_family == AF_INET || entry.ai_family == AF_INET6, let sockaddr = entry.ai_addr {
+                var storage = sockaddr_storage()
+                withUnsafeMutableBytes(of: &storage) { raw in
+                    raw.copyMemory(from: UnsafeRawBufferPointer(start: sockaddr, count: Int(entry.ai_addrlen)))
+                }
+                addresses.append(Address(storage: storage, length: entry.ai_addrlen, family: entry.ai_family))
+            }
+            cursor = entry.ai_next
+        }
+        // Prefer IPv4 for names such as `localhost`, which most clients try first.
+        addresses.sort { $0.family == AF_INET && $1.family != AF_INET }
+        return addresses
+    }
+
+    private static func bind(_ address: Address, port: Int, backlog: Int) throws(Failure) -> ListeningSocket {
+        #if canImport(Glibc)
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+        #else
+        let type = SOCK_STREAM
+        #endif
+        let fd = socket(address.family, type, 0)
+        guard fd >= 0 else { throw .system(operation: "socket", errno: errno) }
+        var one: Int32 = 1
+        // SO_REUSEADDR only lets us rebind over TIME_WAIT; Linux still refuses a port that has a
+        // listener. SO_REUSEPORT is never set: it would let two servers share a port.
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var storage = address.storage
+        withUnsafeMutableBytes(of: &storage) { raw in
+            let netPort = UInt16(port).bigEndian
+            if address.family == AF_INET {
+                raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self).pointee.sin_port = netPort
+            } else {
+                raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self).pointee.sin6_port = netPort
+            }
+        }
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, address.length) }
+        }
+        if bound != 0 {
+            let code = errno
+            Glibc.close(fd)
+            throw code == EADDRINUSE ? .addressInUse : .system(operation: "bind", errno: code)
+        }
+        if listen(fd, Int32(clamping: backlog)) != 0 {
+            let code = errno
+            Glibc.close(fd)
+            throw code == EADDRINUSE ? .addressInUse : .system(operation: "listen", errno: code)
+        }
+        var actual = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw .system(operation: "getsockname", errno: code)
+        }
+        let boundPort = withUnsafeBytes(of: &actual) { raw -> Int in
+            if address.family == AF_INET {
+                return Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
+            }
+            return Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
+        }
+        return ListeningSocket(fd: fd, port: boundPort, family: address.family)
+    }
+
+    /// Refuses new connections at once (pending ones in the backlog are reset) without closing
+    /// the descriptor, which the engine may still hold.
+    func stopListening() {
+        _ = shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    func close() {
+        _ = Glibc.close(fd)
+    }
+}

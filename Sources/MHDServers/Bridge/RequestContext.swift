@@ -1,0 +1,80 @@
+import CMicroHTTPD
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Per-request state, owned by the engine through its `con_cls` slot from the first callback
+/// until `MHD_OPTION_NOTIFY_COMPLETED`, and by a handler task while one runs.
+///
+/// Fields under "engine thread" are touched only by the engine thread that is processing the
+/// connection (the engine serialises callbacks per connection). ``shared`` is what a handler
+/// task and the shutdown path may touch from other threads.
+final class RequestContext: @unchecked Sendable {
+    // engine thread
+    let connection: OpaquePointer
+    let startedAt: UInt64
+    var body: [UInt8] = []
+    var bodyOverflow = false
+    var phase: Phase = .receiving
+    var status = 0
+    var fd: Int32 = -1
+
+    enum Phase {
+        /// Reading headers and body.
+        case receiving
+        /// Suspended while a handler task runs.
+        case suspended
+        /// A response was queued.
+        case answered
+    }
+
+    struct Shared {
+        /// Set exactly once, by whoever resumes the connection.
+        var resumed = false
+        /// The handler's response; `nil` when the server resumed the connection itself.
+        var response: Response?
+        var task: Task<Void, Never>?
+        var clientGone = false
+    }
+
+    let shared = Mutex(Shared())
+
+    init(connection: OpaquePointer) {
+        self.connection = connection
+        self.startedAt = Monotonic.nanoseconds()
+    }
+
+    /// Resumes the suspended connection once, with `response` (or `nil`: the server answers 503).
+    /// Returns `false` if it was already resumed. The engine call happens under the lock, so
+    /// once this returns nobody is between deciding to resume and resuming.
+    @discardableResult
+    func resume(with response: Response?) -> Bool {
+        shared.withLock { state in
+            guard !state.resumed else { return false }
+            state.resumed = true
+            state.response = response
+            MHD_resume_connection(connection)
+            return true
+        }
+    }
+
+    /// Cancels the handler task, if any (client gone or forced shutdown).
+    func cancelTask(clientGone: Bool) {
+        let task = shared.withLock { state -> Task<Void, Never>? in
+            if clientGone { state.clientGone = true }
+            return state.task
+        }
+        task?.cancel()
+    }
+}
+
+/// A cheap monotonic clock in nanoseconds.
+enum Monotonic {
+    static func nanoseconds() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+    }
+}

@@ -1,0 +1,259 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// One HTTP server: a libmicrohttpd daemon that answers with a ``Router`` or any
+/// ``HTTPHandler``. It is a swift-service-lifecycle `Service`.
+///
+/// `run()` binds (with port fallback), serves until a graceful shutdown, then stops accepting
+/// (new connections are refused at once), lets in-flight requests finish up to
+/// ``shutdownTimeout``, cancels what is left, and stops. Task cancellation stops at once.
+///
+/// ```swift
+/// var router = Router()
+/// router.get("/hello") { _ in .text("hello") }
+/// let server = HTTPServer(config: ServerConfig(name: "api", port: 8080), router: router, logger: logger)
+///
+/// let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm], logger: logger)
+/// try await group.run()
+/// ```
+public final class HTTPServer: Service, Sendable, CustomStringConvertible {
+    /// The configuration the server was created with.
+    public let config: ServerConfig
+    /// Live request counters.
+    public let stats = ServerStats()
+    /// How long a graceful shutdown waits for in-flight requests before cancelling them.
+    public let shutdownTimeout: Duration
+
+    let logger: Logger
+    private let responder: Engine.Responder
+    private let state = Mutex(State())
+
+    private struct State {
+        var socket: ListeningSocket?
+        var engine: Engine?
+        var address: BoundAddress?
+        var failure: (any Error)?
+        var finished = false
+        var waiters: [CheckedContinuation<BoundAddress, any Error>] = []
+        var shutdownRequested = false
+        var shutdownWaiter: CheckedContinuation<Void, Never>?
+        var drainDeadline: ContinuousClock.Instant?
+        var forceStop = false
+        var stopped = false
+    }
+
+    /// Creates a server that answers with `router`.
+    ///
+    /// ```swift
+    /// let server = HTTPServer(config: ServerConfig(name: "api", port: 0), router: router)
+    /// ```
+    public init(
+        config: ServerConfig, router: Router, logger: Logger = Logger(label: "MHDServers"),
+        shutdownTimeout: Duration = .seconds(10)
+    ) {
+        self.config = config
+        self.responder = .router(router)
+        self.logger = logger
+        self.shutdownTimeout = shutdownTimeout
+    }
+
+    /// Creates a server that answers every request with `handler`.
+    ///
+    /// ```swift
+    /// let server = HTTPServer(config: ServerConfig(name: "echo", port: 0), handler: Echo())
+    /// ```
+    public init(
+        config: ServerConfig, handler: some HTTPHandler, logger: Logger = Logger(label: "MHDServers"),
+        shutdownTimeout: Duration = .seconds(10)
+    ) {
+        self.config = config
+        if let router = handler as? Router {
+            self.responder = .router(router)
+        } else {
+            self.responder = .handler(handler)
+        }
+        self.logger = logger
+        self.shutdownTimeout = shutdownTimeout
+    }
+
+    public var description: String { "HTTPServer(\(config.name))" }
+
+    /// The bound address once the server listens, else `nil`.
+    public var address: BoundAddress? { state.withLock { $0.address } }
+
+    /// Waits until the server listens and returns where; throws the start error if it failed.
+    ///
+    /// ```swift
+    /// async let running: Void = server.run()
+    /// let address = try await server.listeningAddress()
+    /// print(address.url)   // http://127.0.0.1:49152
+    /// ```
+    public func listeningAddress() async throws -> BoundAddress {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<BoundAddress, any Error>? = state.withLock { state in
+                if let address = state.address { return .success(address) }
+                if let failure = state.failure { return .failure(failure) }
+                if state.finished { return .failure(CancellationError()) }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+
+    // MARK: Service
+
+    /// Binds, serves until graceful shutdown or cancellation, then drains and stops.
+    public func run() async throws {
+        do {
+            try bind()
+            try start()
+        } catch {
+            fail(error)
+            throw error
+        }
+        logger.info(
+            "\(config.name) listening on \(address?.url ?? "?")",
+            metadata: ["server": "\(config.name)", "port": "\(address?.port ?? 0)"])
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await waitForShutdownRequest()
+        } onCancelOrGracefulShutdown: {
+            self.beginShutdown()
+        }
+        await finishShutdown()
+    }
+
+    // MARK: Steps, also driven by ServerManager
+
+    /// Binds the listening socket (idempotent), skipping `excluded` ports.
+    @discardableResult
+    func bind(excluding excluded: Set<Int> = []) throws -> BoundAddress {
+        if let address = state.withLock({ $0.address }) { return address }
+        let socket = try ListeningSocket.bind(config, excluding: excluded)
+        let address = BoundAddress(host: config.host, port: socket.port)
+        state.withLock {
+            $0.socket = socket
+            $0.address = address
+        }
+        return address
+    }
+
+    /// Starts the engine on the bound socket (idempotent) and wakes ``listeningAddress()`` callers.
+    func start() throws {
+        let (socket, alreadyStarted) = state.withLock { ($0.socket, $0.engine != nil) }
+        if alreadyStarted { return }
+        guard let socket else { throw CancellationError() }
+        let engine = Engine(config: config, socket: socket, responder: responder, logger: logger, stats: stats)
+        try engine.start()
+        let (waiters, address) = state.withLock { state in
+            state.engine = engine
+            defer { state.waiters = [] }
+            return (state.waiters, state.address!)
+        }
+        for waiter in waiters { waiter.resume(returning: address) }
+    }
+
+    /// Releases the socket of a server that was bound but never started (startup rollback).
+    func unbind(because error: any Error) {
+        let socket = state.withLock { state -> ListeningSocket? in
+            guard state.engine == nil else { return nil }
+            defer { state.socket = nil }
+            return state.socket
+        }
+        socket?.close()
+        fail(error)
+    }
+
+    /// Stops accepting new connections now and starts the drain clock (idempotent).
+    ///
+    /// - Parameter deadline: when in-flight requests are cancelled; default now + ``shutdownTimeout``.
+    func beginShutdown(deadline: ContinuousClock.Instant? = nil) {
+        let (engine, waiter) = state.withLock { state -> (Engine?, CheckedContinuation<Void, Never>?) in
+            if state.drainDeadline == nil {
+                state.drainDeadline = deadline ?? ContinuousClock.now.advanced(by: shutdownTimeout)
+            }
+            state.shutdownRequested = true
+            defer { state.shutdownWaiter = nil }
+            return (state.engine, state.shutdownWaiter)
+        }
+        engine?.quiesce()
+        waiter?.resume()
+    }
+
+    /// Ends the drain now: in-flight handlers are cancelled and the daemon stops.
+    func stopNow() {
+        state.withLock { $0.forceStop = true }
+        beginShutdown()
+    }
+
+    private func waitForShutdownRequest() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state -> Bool in
+                if state.shutdownRequested { return true }
+                state.shutdownWaiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Drains up to the deadline, then stops the daemon and releases the port.
+    func finishShutdown() async {
+        let (engine, deadline) = state.withLock { ($0.engine, $0.drainDeadline ?? .now) }
+        guard let engine else { return }
+        engine.quiesce()
+        let inFlight = stats.inFlight
+        let drained = await engine.drain(until: deadline) { self.state.withLock { $0.forceStop } }
+        if !drained {
+            logger.warning(
+                "\(config.name): cancelling requests still in flight at shutdown",
+                metadata: ["server": "\(config.name)", "inFlight": "\(stats.inFlight)"])
+        }
+        let stopNow = state.withLock { state -> Bool in
+            if state.stopped { return false }
+            state.stopped = true
+            return true
+        }
+        guard stopNow else { return }
+        engine.stop()
+        let waiters = state.withLock { state in
+            state.finished = true
+            state.engine = nil
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
+        logger.info(
+            "\(config.name) stopped", metadata: ["server": "\(config.name)", "drained": "\(inFlight)"])
+    }
+
+    private func fail(_ error: any Error) {
+        let waiters = state.withLock { state in
+            state.failure = error
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(throwing: error) }
+    }
+}
+
+/// Where a server listens.
+///
+/// ```swift
+/// let address = try await server.listeningAddress()
+/// print(address.port, address.url)
+/// ```
+public struct BoundAddress: Sendable, Hashable, CustomStringConvertible {
+    /// The configured host.
+    public let host: String
+    /// The port actually bound (never 0).
+    public let port: Int
+
+    /// `http://host:port`, with IPv6 hosts in brackets.
+    public var url: String {
+        "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+    }
+
+    public var description: String { url }
+}

@@ -1,0 +1,129 @@
+import Foundation
+
+/// An HTTP response: status, headers and a body of bytes.
+///
+/// ```swift
+/// return .text("hello")                                   // 200 text/plain
+/// return try .json(User(id: 1, name: "Ada"), status: .created)
+/// return Response(status: .noContent)
+/// ```
+///
+/// `Content-Length` and `Date` are added by the server. A response returned for a `HEAD`
+/// request is sent without its body.
+public struct Response: Sendable {
+    /// The status line's code and reason.
+    public var status: HTTPStatus {
+        get { storage.status }
+        set { storage.status = newValue; native = nil }
+    }
+    /// Header fields to send (the server adds `Content-Length` and `Date`).
+    public var headers: HTTPHeaders {
+        get { storage.headers }
+        set { storage.headers = newValue; native = nil }
+    }
+    /// The body bytes.
+    public var body: [UInt8] {
+        get { storage.body }
+        set { storage.body = newValue; native = nil }
+    }
+
+    struct Storage: Sendable {
+        var status: HTTPStatus
+        var headers: HTTPHeaders
+        var body: [UInt8]
+    }
+
+    var storage: Storage
+    /// A native response built once and shared by every request (see ``reusable()``).
+    var native: NativeResponse?
+
+    /// Creates a response from a status, headers and body bytes.
+    public init(status: HTTPStatus = .ok, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+        storage = Storage(status: status, headers: headers, body: body)
+        native = nil
+    }
+
+    /// A `text/plain; charset=utf-8` response.
+    ///
+    /// ```swift
+    /// return .text("pong")
+    /// ```
+    public static func text(_ text: String, status: HTTPStatus = .ok) -> Response {
+        Response(status: status, headers: ["Content-Type": "text/plain; charset=utf-8"], body: Array(text.utf8))
+    }
+
+    /// An `application/json` response encoding `value`.
+    ///
+    /// ```swift
+    /// return try .json(["status": "ok"])
+    /// ```
+    public static func json<T: Encodable>(
+        _ value: T, status: HTTPStatus = .ok, encoder: JSONEncoder = Response.defaultEncoder
+    ) throws -> Response {
+        let data = try encoder.encode(value)
+        return Response(status: status, headers: ["Content-Type": "application/json"], body: Array(data))
+    }
+
+    /// An `application/json` response from JSON text you already have.
+    ///
+    /// ```swift
+    /// return .json(raw: #"{"message":"hello"}"#)
+    /// ```
+    public static func json(raw: String, status: HTTPStatus = .ok) -> Response {
+        Response(status: status, headers: ["Content-Type": "application/json"], body: Array(raw.utf8))
+    }
+
+    /// The JSON error body every error answer uses: `{"error":{"status":N,"message":"..."}}`.
+    ///
+    /// ```swift
+    /// return .error(.conflict, message: "name taken")
+    /// ```
+    public static func error(_ status: HTTPStatus, message: String? = nil) -> Response {
+        let message = message ?? status.reasonPhrase
+        let json = #"{"error":{"status":\#(status.code),"message":\#(jsonQuoted(message))}}"#
+        return .json(raw: json, status: status)
+    }
+
+    /// A copy that the server converts to a native response once and then shares between
+    /// requests, with no per-request copy of the body. Use it for constant answers; changing the
+    /// copy afterwards simply drops the shared form.
+    ///
+    /// ```swift
+    /// let hello = Response.json(raw: #"{"message":"hello"}"#).reusable()
+    /// router.get("/api/hello") { _ in hello }
+    /// ```
+    public func reusable() -> Response {
+        var copy = self
+        copy.native = NativeResponse(copy.storage)
+        return copy
+    }
+
+    /// The encoder ``json(_:status:encoder:)`` uses by default (sorted keys, ISO 8601 dates).
+    public static var defaultEncoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }
+}
+
+/// Quotes a string as a JSON string literal.
+func jsonQuoted(_ string: String) -> String {
+    var out = "\""
+    out.reserveCapacity(string.utf8.count + 2)
+    for scalar in string.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case let s where s.value < 0x20:
+            let hex = String(s.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    out += "\""
+    return out
+}

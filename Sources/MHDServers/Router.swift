@@ -1,0 +1,279 @@
+/// Routes requests to handlers by method and path pattern.
+///
+/// Patterns are literal segments, `:name` parameters and a trailing `*` wildcard. Literal
+/// segments win over parameters, parameters over the wildcard. An unknown path answers 404,
+/// a known path with another method 405 with an `Allow` header, and `HEAD` is answered by the
+/// `GET` route without a body.
+///
+/// ```swift
+/// var router = Router()
+/// router.get("/api/hello") { _ in .text("hello") }                    // runs inline
+/// router.get("/users/:id") { request in
+///     let user = try await store.user(id: request.parameters["id"]!)  // async: suspends
+///     return try .json(user)
+/// }
+/// router.get("/static/*") { request in .text(request.parameters["*"]!) }
+/// ```
+///
+/// A handler closure without `await` is run directly on the server's I/O thread (fast path);
+/// one that awaits runs as a Swift task while its connection is suspended, so slow handlers
+/// never block other requests.
+public struct Router: HTTPHandler {
+    /// How a route's handler is called.
+    enum Handler: Sendable {
+        case sync(@Sendable (Request) throws -> Response)
+        case async(@Sendable (Request) async throws -> Response)
+    }
+
+    /// The result of looking a request up.
+    enum Resolution {
+        case handler(Handler)
+        case notFound
+        case methodNotAllowed(allow: String)
+    }
+
+    final class Node: @unchecked Sendable {
+        var literals: [String: Node] = [:]
+        var parameter: (name: String, node: Node)?
+        var wildcard: [HTTPMethod: Handler] = [:]
+        var handlers: [HTTPMethod: Handler] = [:]
+
+        func copy() -> Node {
+            let node = Node()
+            node.literals = literals.mapValues { $0.copy() }
+            node.parameter = parameter.map { ($0.name, $0.node.copy()) }
+            node.wildcard = wildcard
+            node.handlers = handlers
+            return node
+        }
+    }
+
+    /// Exact paths without parameters, for a single dictionary lookup on the hot path.
+    private var exact: [String: [HTTPMethod: Handler]] = [:]
+    private var root = Node()
+
+    /// Creates an empty router.
+    public init() {}
+
+    // MARK: Registering routes
+
+    /// Adds a route whose handler runs inline on the I/O thread (it must not block).
+    ///
+    /// ```swift
+    /// router.on("PURGE", "/cache") { _ in Response(status: .noContent) }
+    /// ```
+    public mutating func on(
+        _ method: HTTPMethod, _ path: String, use handler: @escaping @Sendable (Request) throws -> Response
+    ) {
+        add(method, path, .sync(handler))
+    }
+
+    /// Adds a route whose handler is asynchronous; it runs as a task while the connection waits.
+    ///
+    /// ```swift
+    /// router.on(.get, "/slow") { _ in try await Task.sleep(for: .seconds(1)); return .text("done") }
+    /// ```
+    public mutating func on(
+        _ method: HTTPMethod, _ path: String, use handler: @escaping @Sendable (Request) async throws -> Response
+    ) {
+        add(method, path, .async(handler))
+    }
+
+    /// Adds an ``HTTPHandler`` for `method` and `path`.
+    ///
+    /// ```swift
+    /// router.on(.post, "/echo", handler: Echo())
+    /// ```
+    public mutating func on(_ method: HTTPMethod, _ path: String, handler: some HTTPHandler) {
+        add(method, path, .async { try await handler.respond(to: $0) })
+    }
+
+    /// `GET` route (also answers `HEAD`). ``on(_:_:use:)-(_,_,(Request)->Response)`` describes inline handlers.
+    public mutating func get(_ path: String, use handler: @escaping @Sendable (Request) throws -> Response) {
+        on(.get, path, use: handler)
+    }
+    /// `GET` route with an async handler (also answers `HEAD`).
+    public mutating func get(_ path: String, use handler: @escaping @Sendable (Request) async throws -> Response) {
+        on(.get, path, use: handler)
+    }
+    /// `POST` route.
+    public mutating func post(_ path: String, use handler: @escaping @Sendable (Request) throws -> Response) {
+        on(.post, path, use: handler)
+    }
+    /// `POST` route with an async handler.
+    public mutating func post(_ path: String, use handler: @escaping @Sendable (Request) async throws -> Response) {
+        on(.post, path, use: handler)
+    }
+    /// `PUT` route.
+    public mutating func put(_ path: String, use handler: @escaping @Sendable (Request) throws -> Response) {
+        on(.put, path, use: handler)
+    }
+    /// `PUT` route with an async handler.
+    public mutating func put(_ path: String, use handler: @escaping @Sendable (Request) async throws -> Response) {
+        on(.put, path, use: handler)
+    }
+    /// `PATCH` route.
+    public mutating func patch(_ path: String, use handler: @escaping @Sendable (Request) throws -> Response) {
+        on(.patch, path, use: handler)
+    }
+    /// `PATCH` route with an async handler.
+    public mutating func patch(_ path: String, use handler: @escaping @Sendable (Request) async throws -> Response) {
+        on(.patch, path, use: handler)
+    }
+    /// `DELETE` route.
+    public mutating func delete(_ path: String, use handler: @escaping @Sendable (Request) throws -> Response) {
+        on(.delete, path, use: handler)
+    }
+    /// `DELETE` route with an async handler.
+    public mutating func delete(_ path: String, use handler: @escaping @Sendable (Request) async throws -> Response) {
+        on(.delete, path, use: handler)
+    }
+
+    /// Adds every route of `other` under `prefix`.
+    ///
+    /// ```swift
+    /// var api = Router(); api.get("/hello") { _ in .text("hi") }
+    /// router.mount("/api", api)      // GET /api/hello
+    /// ```
+    public mutating func mount(_ prefix: String, _ other: Router) {
+        for (path, handlers) in other.routes() {
+            for (method, handler) in handlers { add(method, Self.join(prefix, path), handler) }
+        }
+    }
+
+    /// Whether a route exists for exactly this method and pattern.
+    public func hasRoute(_ method: HTTPMethod, _ path: String) -> Bool {
+        routes().contains { $0.path == Self.normalize(path) && $0.handlers[method] != nil }
+    }
+
+    // MARK: Internals
+
+    private mutating func add(_ method: HTTPMethod, _ path: String, _ handler: Handler) {
+        let segments: [String] = Self.split(path)
+        if !segments.contains(where: { $0.hasPrefix(":") || $0 == "*" }) {
+            exact["/" + segments.joined(separator: "/"), default: [:]][method] = handler
+            return
+        }
+        if !isKnownUniquelyReferenced(&root) { root = root.copy() }
+        var node = root
+        for (index, segment) in segments.enumerated() {
+            if segment == "*" {
+                precondition(index == segments.count - 1, "'*' must be the last segment of \(path)")
+                node.wildcard[method] = handler
+                return
+            } else if segment.hasPrefix(":") {
+                let name = String(segment.dropFirst())
+                if let existing = node.parameter {
+                    precondition(existing.name == name, "conflicting parameter names :\(existing.name) and :\(name) in \(path)")
+                    node = existing.node
+                } else {
+                    let child = Node()
+                    node.parameter = (name, child)
+                    node = child
+                }
+            } else {
+                if let child = node.literals[segment] { node = child } else {
+                    let child = Node()
+                    node.literals[segment] = child
+                    node = child
+                }
+            }
+        }
+        node.handlers[method] = handler
+    }
+
+    /// Every registered pattern with its handlers (used by ``mount(_:_:)``).
+    private func routes() -> [(path: String, handlers: [HTTPMethod: Handler])] {
+        var out: [(path: String, handlers: [HTTPMethod: Handler])] = exact.map { ($0.key, $0.value) }
+        func walk(_ node: Node, _ prefix: String) {
+            if !node.handlers.isEmpty { out.append((prefix.isEmpty ? "/" : prefix, node.handlers)) }
+            if !node.wildcard.isEmpty { out.append((prefix + "/*", node.wildcard)) }
+            for (literal, child) in node.literals { walk(child, prefix + "/" + literal) }
+            if let (name, child) = node.parameter { walk(child, prefix + "/:" + name) }
+        }
+        walk(root, "")
+        return out
+    }
+
+    /// Finds the handler for `request`, filling in `request.parameters`.
+    func resolve(_ request: inout Request) -> Resolution {
+        if let handlers = exact[request.path] ?? exact[Self.normalize(request.path)] {
+            return Self.pick(handlers, request.method)
+        }
+        let segments = Self.segments(request.path)
+        var parameters = Request.Parameters()
+        if let handlers = Self.match(root, segments[...], &parameters) {
+            request.parameters = parameters
+            return Self.pick(handlers, request.method)
+        }
+        return .notFound
+    }
+
+    private static func pick(_ handlers: [HTTPMethod: Handler], _ method: HTTPMethod) -> Resolution {
+        if let handler = handlers[method] { return .handler(handler) }
+        if method == .head, let handler = handlers[.get] { return .handler(handler) }
+        var allowed = Set(handlers.keys.map(\.rawValue))
+        if allowed.contains("GET") { allowed.insert("HEAD") }
+        return .methodNotAllowed(allow: allowed.sorted().joined(separator: ", "))
+    }
+
+    private static func match(
+        _ node: Node, _ segments: ArraySlice<Substring>, _ parameters: inout Request.Parameters
+    ) -> [HTTPMethod: Handler]? {
+        guard let segment = segments.first else {
+            if !node.handlers.isEmpty { return node.handlers }
+            return nil
+        }
+        let rest = segments.dropFirst()
+        if let child = node.literals[String(segment)], let found = match(child, rest, &parameters) {
+            return found
+        }
+        if let (name, child) = node.parameter {
+            parameters.append(name, String(segment))
+            if let found = match(child, rest, &parameters) { return found }
+            parameters.removeLast()
+        }
+        if !node.wildcard.isEmpty {
+            parameters.append("*", segments.joined(separator: "/"))
+            return node.wildcard
+        }
+        return nil
+    }
+
+    static func segments(_ path: String) -> [Substring] {
+        path.split(separator: "/", omittingEmptySubsequences: true)
+    }
+
+    static func split(_ path: String) -> [String] {
+        path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+    }
+
+    static func normalize(_ path: String) -> String {
+        "/" + (split(path) as [String]).joined(separator: "/")
+    }
+
+    static func join(_ prefix: String, _ path: String) -> String {
+        normalize(prefix + "/" + path)
+    }
+
+    // MARK: HTTPHandler
+
+    /// Answers `request` by routing it (used when the router is nested or called directly).
+    public func respond(to request: Request) async throws -> Response {
+        var request = request
+        switch resolve(&request) {
+        case .handler(.sync(let handler)): return try handler(request)
+        case .handler(.async(let handler)): return try await handler(request)
+        case .notFound: return Router.notFoundResponse
+        case .methodNotAllowed(let allow): return Router.methodNotAllowed(allow: allow)
+        }
+    }
+
+    static let notFoundResponse = Response.error(.notFound).reusable()
+
+    static func methodNotAllowed(allow: String) -> Response {
+        var response = Response.error(.methodNotAllowed)
+        response.headers["Allow"] = allow
+        return response
+    }
+}

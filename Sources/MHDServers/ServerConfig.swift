@@ -1,0 +1,109 @@
+/// Describes one HTTP server: its name, where it listens, and its engine limits.
+///
+/// The server binds `host` on `port` first, then on each of `ports` in order (repeats are
+/// skipped) until a bind succeeds. Port `0` asks the system for a free ephemeral port.
+///
+/// ```swift
+/// // 3400, or 3401...3409 when 3400 is taken
+/// let config = ServerConfig(name: "public", port: 3400, ports: 3400..<3410)
+///
+/// // all interfaces, IPv6 and IPv4, bigger uploads
+/// var upload = ServerConfig(name: "upload", host: "::", port: 8080)
+/// upload.limits.maxBodySize = 16 << 20
+/// ```
+public struct ServerConfig: Sendable, Hashable {
+    /// The server's name, used in logs, errors and metrics.
+    public var name: String
+    /// The address to bind: an IPv4 or IPv6 literal, `localhost`, or `0.0.0.0` / `::` for all
+    /// interfaces. Defaults to `127.0.0.1`.
+    public var host: String
+    /// The preferred port (`0` for an ephemeral port).
+    public var port: Int
+    /// Fallback ports tried in order after ``port`` when it is busy.
+    public var ports: [Int]
+    /// Connection and request limits.
+    public var limits: Limits
+    /// Threads serving this server's connections; `nil` uses one per CPU core.
+    public var threadCount: Int?
+
+    /// Creates a configuration.
+    ///
+    /// ```swift
+    /// ServerConfig(name: "admin", host: "127.0.0.1", port: 3401, ports: 3401..<3411)
+    /// ```
+    public init(
+        name: String,
+        host: String = "127.0.0.1",
+        port: Int,
+        ports: some Sequence<Int> = [Int](),
+        limits: Limits = Limits(),
+        threadCount: Int? = nil
+    ) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.ports = Array(ports)
+        self.limits = limits
+        self.threadCount = threadCount
+    }
+
+    /// The ports a bind will try, in order, without repeats: ``port`` then ``ports``.
+    public var candidatePorts: [Int] {
+        var seen = Set<Int>()
+        return ([port] + ports).filter { seen.insert($0).inserted }
+    }
+
+    /// The number of engine threads this configuration resolves to.
+    var resolvedThreadCount: Int {
+        max(1, threadCount ?? System.coreCount)
+    }
+
+    /// Limits that protect a server from slow, greedy or hostile clients. Every limit has a
+    /// finite default.
+    ///
+    /// ```swift
+    /// var limits = ServerConfig.Limits()
+    /// limits.connectionTimeout = .seconds(10)
+    /// limits.maxConnectionsPerIP = 32
+    /// ```
+    public struct Limits: Sendable, Hashable {
+        /// The most connections the server holds open at once; more are refused. Default 1024.
+        public var maxConnections: Int
+        /// The most connections one client address may hold open at once. Default 256.
+        public var maxConnectionsPerIP: Int
+        /// How long a connection may stay idle (no bytes received or sent) before it is closed.
+        /// Default 30 seconds; whole seconds, at least one.
+        public var connectionTimeout: Duration
+        /// The largest request body accepted; a larger one is answered with 413. Default 1 MiB.
+        public var maxBodySize: Int
+        /// Memory for one connection's request line, headers and write buffer; requests whose
+        /// headers do not fit are rejected (431/414). Default 64 KiB.
+        public var connectionMemory: Int
+        /// The listen backlog. Default 1024 (the kernel may clip it).
+        public var listenBacklog: Int
+
+        /// Creates limits with the defaults, overriding any you pass.
+        public init(
+            maxConnections: Int = 1024,
+            maxConnectionsPerIP: Int = 256,
+            connectionTimeout: Duration = .seconds(30),
+            maxBodySize: Int = 1 << 20,
+            connectionMemory: Int = 64 << 10,
+            listenBacklog: Int = 1024
+        ) {
+            self.maxConnections = maxConnections
+            self.maxConnectionsPerIP = maxConnectionsPerIP
+            self.connectionTimeout = connectionTimeout
+            self.maxBodySize = maxBodySize
+            self.connectionMemory = connectionMemory
+            self.listenBacklog = listenBacklog
+        }
+
+        /// ``connectionTimeout`` in whole seconds, never less than one.
+        var timeoutSeconds: UInt32 {
+            let (seconds, attoseconds) = connectionTimeout.components
+            let rounded = seconds + (attoseconds > 0 ? 1 : 0)
+            return UInt32(clamping: max(1, rounded))
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Synchronization
+
+/// Live counters of one server, updated by the engine threads without locks.
+///
+/// ```swift
+/// let snapshot = server.stats.snapshot()
+/// print(snapshot.requests, snapshot.inFlight, snapshot.latency.p99)
+/// ```
+public final class ServerStats: Sendable {
+    /// Upper bounds of the latency buckets, in seconds.
+    public static let latencyBuckets: [Double] = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ]
+    private static let bucketBoundsNanos: [UInt64] = latencyBuckets.map { UInt64($0 * 1e9) }
+
+    let startedAt = ContinuousClock.now
+    private let requests = Atomic<Int>(0)
+    private let inFlightCount = Atomic<Int>(0)
+    private let handlerErrors = Atomic<Int>(0)
+    private let aborted = Atomic<Int>(0)
+    private let byClass: [Counter] = (0..<6).map { _ in Counter() }
+    private let latencyNanos = Atomic<Int>(0)
+    private let latencyMaxNanos = Atomic<Int>(0)
+    private let buckets: [Counter] = (0...latencyBuckets.count).map { _ in Counter() }
+
+    init() {}
+
+    /// A request started (its headers were read).
+    func began() { inFlightCount.add(1, ordering: .relaxed) }
+
+    /// A handler threw.
+    func handlerFailed() { handlerErrors.add(1, ordering: .relaxed) }
+
+    /// A request ended: answered with `status`, or aborted when `status` is 0.
+    func ended(status: Int, nanoseconds: UInt64) {
+        inFlightCount.subtract(1, ordering: .relaxed)
+        guard status > 0 else {
+            aborted.add(1, ordering: .relaxed)
+            return
+        }
+        requests.add(1, ordering: .relaxed)
+        byClass[min(5, max(0, status / 100))].increment()
+        let nanos = Int(clamping: nanoseconds)
+        latencyNanos.add(nanos, ordering: .relaxed)
+        var current = latencyMaxNanos.load(ordering: .relaxed)
+        while nanos > current {
+            let (exchanged, original) = latencyMaxNanos.compareExchange(
+                expected: current, desired: nanos, ordering: .relaxed)
+            if exchanged { break }
+            current = original
+        }
+        var index = 0
+        let bounds = Self.bucketBoundsNanos
+        while index < bounds.count && nanoseconds > bounds[index] { index += 1 }
+        buckets[index].increment()
+    }
+
+    /// Requests being processed right now.
+    public var inFlight: Int { inFlightCount.load(ordering: .relaxed) }
+
+    /// A consistent-enough copy of every counter.
+    public func snapshot() -> Snapshot {
+        let counts = buckets.map(\.value)
+        let answered = requests.load(ordering: .relaxed)
+        return Snapshot(
+            requests: answered,
+            inFlight: inFlight,
+            handlerErrors: handlerErrors.load(ordering: .relaxed),
+            aborted: aborted.load(ordering: .relaxed),
+            statusClasses: [
+                "1xx": byClass[1].value, "2xx": byClass[2].value,
+                "3xx": byClass[3].value, "4xx": byClass[4].value,
+                "5xx": byClass[5].value,
+            ],
+            latency: Latency(
+                count: answered,
+                totalSeconds: Double(latencyNanos.load(ordering: .relaxed)) / 1e9,
+                maxSeconds: Double(latencyMaxNanos.load(ordering: .relaxed)) / 1e9,
+                bucketCounts: counts),
+            uptimeSeconds: (ContinuousClock.now - startedAt).seconds)
+    }
+
+    /// A point-in-time copy of a server's counters.
+    public struct Snapshot: Sendable, Codable {
+        /// Requests answered (any status).
+        public var requests: Int
+        /// Requests in progress.
+        public var inFlight: Int
+        /// Handlers that threw an error.
+        public var handlerErrors: Int
+        /// Requests that ended without a response (client went away, timeout, shutdown).
+        public var aborted: Int
+        /// Responses by status class: `"2xx"`, `"4xx"`...
+        public var statusClasses: [String: Int]
+        /// Latency from request headers read to response completely sent.
+        public var latency: Latency
+        /// Seconds since the server started.
+        public var uptimeSeconds: Double
+
+        /// Responses with a 5xx status.
+        public var errors: Int { statusClasses["5xx"] ?? 0 }
+    }
+
+    /// A latency summary with a histogram over ``ServerStats/latencyBuckets``.
+    public struct Latency: Sendable, Codable {
+        /// Number of observations.
+        public var count: Int
+        /// Sum of all observations, in seconds.
+        public var totalSeconds: Double
+        /// The largest observation, in seconds.
+        public var maxSeconds: Double
+        /// Observations per bucket; the last entry counts those above every bound.
+        public var bucketCounts: [Int]
+
+        /// Mean latency in seconds (0 without observations).
+        public var meanSeconds: Double { count == 0 ? 0 : totalSeconds / Double(count) }
+
+        /// The bucket bound at or below which `fraction` of observations fall (an upper estimate).
+        public func quantile(_ fraction: Double) -> Double {
+            let total = bucketCounts.reduce(0, +)
+            guard total > 0 else { return 0 }
+            let target = Int((Double(total) * fraction).rounded(.up))
+            var seen = 0
+            for (index, count) in bucketCounts.enumerated() {
+                seen += count
+                if seen >= target {
+                    return index < ServerStats.latencyBuckets.count ? ServerStats.latencyBuckets[index] : maxSeconds
+                }
+            }
+            return maxSeconds
+        }
+    }
+}
+
+/// One atomic counter; arrays of these stand in for arrays of (non-copyable) atomics.
+final class Counter: Sendable {
+    private let atomic = Atomic<Int>(0)
+    func increment() { atomic.add(1, ordering: .relaxed) }
+    var value: Int { atomic.load(ordering: .relaxed) }
+}
+
+extension Duration {
+    /// The duration in seconds as a floating-point number.
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
