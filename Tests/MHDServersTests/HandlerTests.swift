@@ -1,0 +1,195 @@
+import Foundation
+import MHDServers
+import Synchronization
+import Testing
+
+struct Greeting: Codable, Equatable {
+    var name: String
+    var count: Int
+}
+
+struct Boom: Error {}
+
+@Suite("Handlers, bodies and errors")
+struct HandlerTests {
+    static func router() -> Router {
+        var router = Router()
+        router.post("/echo") { request in
+            let greeting = try request.decode(Greeting.self)
+            return try .json(Greeting(name: greeting.name.uppercased(), count: greeting.count + 1), status: .created)
+        }
+        router.post("/size") { request in .text("\(request.body.count)") }
+        router.get("/boom") { _ in throw Boom() }
+        router.get("/boom-async") { _ in
+            try await Task.sleep(for: .milliseconds(5))
+            throw Boom()
+        }
+        router.get("/teapot") { _ in throw HTTPError(418, message: "short and stout") }
+        router.get("/ok") { _ in .text("ok") }
+        return router
+    }
+
+    @Test func jsonRoundTrip() async throws {
+        try await withServer(Self.router()) { port async throws in
+            let response = try await request(
+                port, "POST", "/echo", headers: ["Content-Type": "application/json"],
+                body: #"{"name":"ada","count":1}"#)
+            #expect(response.status == 201)
+            #expect(response.header("Content-Type") == "application/json")
+            let decoded = try JSONDecoder().decode(Greeting.self, from: Data(response.body))
+            #expect(decoded == Greeting(name: "ADA", count: 2))
+        }
+    }
+
+    @Test func malformedJsonIs400() async throws {
+        try await withServer(Self.router()) { port async throws in
+            let response = try await request(port, "POST", "/echo", body: #"{"name": "#)
+            #expect(response.status == 400)
+            let error = try response.json()["error"] as? [String: Any]
+            #expect((error?["message"] as? String)?.hasPrefix("Malformed JSON body") == true)
+        }
+    }
+
+    @Test func throwingHandlerIs500AndServerKeepsServing() async throws {
+        let server = HTTPServer(
+            config: ServerConfig(name: "t", port: 0), router: Self.router(), logger: quietLogger)
+        try await withRunning(server) { port async throws in
+            for path in ["/boom", "/boom-async"] {
+                let response = try await request(port, "GET", path)
+                #expect(response.status == 500)
+                #expect(response.header("Content-Type") == "application/json")
+                let error = try response.json()["error"] as? [String: Any]
+                #expect(error?["status"] as? Int == 500)
+                #expect(error?["message"] as? String == "Internal Server Error")
+                #expect(try await request(port, "GET", "/ok").text == "ok")
+            }
+            #expect(server.stats.snapshot().handlerErrors == 2)
+        }
+    }
+
+    @Test func httpErrorChoosesStatus() async throws {
+        try await withServer(Self.router()) { port async throws in
+            let response = try await request(port, "GET", "/teapot")
+            #expect(response.status == 418)
+            let error = try response.json()["error"] as? [String: Any]
+            #expect(error?["message"] as? String == "short and stout")
+        }
+    }
+
+    @Test func bodyUpToTheLimitIsAccepted() async throws {
+        try await withServer(Self.router(), limits: .init(maxBodySize: 1000)) { port async throws in
+            let response = try await request(port, "POST", "/size", body: String(repeating: "a", count: 1000))
+            #expect(response.status == 200)
+            #expect(response.text == "1000")
+        }
+    }
+
+    @Test func oversizedContentLengthIs413Early() async throws {
+        try await withServer(Self.router(), limits: .init(maxBodySize: 1000)) { port async throws in
+            let response = try await offPool { () -> RawResponse in
+                let connection = try Connection(port: port)
+                // Announce a huge body but send none: the answer must come from the headers alone.
+                try connection.send("POST /size HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n")
+                return try connection.readResponse()
+            }
+            #expect(response.status == 413)
+            #expect(response.header("Connection")?.lowercased() == "close")
+            #expect(try await request(port, "GET", "/ok").status == 200)
+        }
+    }
+
+    @Test func oversizedChunkedBodyIs413AtTheEnd() async throws {
+        try await withServer(Self.router(), limits: .init(maxBodySize: 1000)) { port async throws in
+            let response = try await offPool { () -> RawResponse in
+                let connection = try Connection(port: port)
+                var text = "POST /size HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                for _ in 0..<3 { text += "200\r\n" + String(repeating: "b", count: 512) + "\r\n" }
+                text += "0\r\n\r\n"
+                try connection.send(text)
+                return try connection.readResponse()
+            }
+            #expect(response.status == 413)
+            let small = try await offPool { () -> RawResponse in
+                let connection = try Connection(port: port)
+                try connection.send(
+                    "POST /size HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                        + "5\r\nhello\r\n0\r\n\r\n")
+                return try connection.readResponse()
+            }
+            #expect(small.text == "5")
+        }
+    }
+
+    @Test func asyncHandlersRunConcurrently() async throws {
+        var router = Router()
+        router.get("/slow") { _ in
+            try await Task.sleep(for: .milliseconds(200))
+            return .text("done")
+        }
+        try await withServer(router) { port async throws in
+            let start = ContinuousClock.now
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<8 { group.addTask { try await request(port, "GET", "/slow").status } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(statuses == Array(repeating: 200, count: 8))
+            // Serial execution would take 1.6 s; concurrent takes about 0.2 s.
+            #expect(elapsed < .milliseconds(1200))
+        }
+    }
+
+    @Test func customHandlerType() async throws {
+        struct Echo: HTTPHandler {
+            func respond(to request: Request) async throws -> Response {
+                Response(status: .ok, headers: ["X-Method": request.method.rawValue], body: request.body)
+            }
+        }
+        let server = HTTPServer(config: ServerConfig(name: "echo", port: 0), handler: Echo(), logger: quietLogger)
+        try await withRunning(server) { port async throws in
+            let response = try await request(port, "PUT", "/anything", body: "payload")
+            #expect(response.text == "payload")
+            #expect(response.header("X-Method") == "PUT")
+        }
+    }
+
+    @Test func clientDisconnectCancelsHandlerAndLeaksNothing() async throws {
+        let cancelled = Mutex(false)
+        let started = Mutex(false)
+        var router = Router()
+        router.get("/hang") { _ in
+            started.withLock { $0 = true }
+            do {
+                try await Task.sleep(for: .seconds(30))
+            } catch {
+                cancelled.withLock { $0 = true }
+                throw error
+            }
+            return .text("late")
+        }
+        let server = HTTPServer(config: ServerConfig(name: "t", port: 0), router: router, logger: quietLogger)
+        try await withRunning(server) { port async throws in
+            let connection = try await offPool { () -> Connection in
+                let connection = try Connection(port: port)
+                try connection.send("GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+                return connection
+            }
+            try await waitUntil { started.withLock { $0 } }
+            #expect(server.stats.inFlight == 1)
+            connection.close()
+            try await waitUntil { cancelled.withLock { $0 } && server.stats.inFlight == 0 }
+            #expect(cancelled.withLock { $0 })
+            #expect(server.stats.inFlight == 0)
+            #expect(try await request(port, "GET", "/hang-not-there").status == 404)
+        }
+    }
+}
+
+/// Polls `condition` every 10 ms for up to `timeout`.
+func waitUntil(timeout: Duration = .seconds(5), _ condition: @Sendable () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        if ContinuousClock.now > deadline { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import MHDServers
+import Testing
+
+@Suite("Routing over real HTTP")
+struct RoutingTests {
+    static func router() -> Router {
+        var router = Router()
+        router.get("/hello") { _ in .text("hello") }
+        router.get("/users/:id") { request in .text("user \(request.parameters["id"] ?? "-")") }
+        router.get("/users/me") { _ in .text("me") }
+        router.get("/users/:id/posts/:post") { request in
+            .text("\(request.parameters["id"]!)/\(request.parameters.get("post", as: Int.self)! + 1)")
+        }
+        router.get("/files/*") { request in .text("file \(request.parameters["*"] ?? "")") }
+        router.get("/search") { request in
+            .text("q=\(request.query["q"] ?? "nil") tags=\(request.query.values(for: "tag").joined(separator: ","))")
+        }
+        router.post("/hello") { _ in .text("posted") }
+        router.delete("/hello") { _ in Response(status: .noContent) }
+        router.get("/headers") { request in .text(request.headers["x-custom-thing"] ?? "none") }
+        router.get("/peer") { request in .text(request.remoteAddress ?? "none") }
+        return router
+    }
+
+    @Test func literalRoute() async throws {
+        try await withServer(Self.router()) { port async throws in
+            let response = try await request(port, "GET", "/hello")
+            #expect(response.status == 200)
+            #expect(response.text == "hello")
+            #expect(response.header("Content-Type") == "text/plain; charset=utf-8")
+        }
+    }
+
+    @Test func parametersLiteralsWinAndWildcard() async throws {
+        try await withServer(Self.router()) { port async throws in
+            #expect(try await request(port, "GET", "/users/42").text == "user 42")
+            #expect(try await request(port, "GET", "/users/me").text == "me")
+            #expect(try await request(port, "GET", "/users/7/posts/9").text == "7/10")
+            #expect(try await request(port, "GET", "/files/a/b/c.txt").text == "file a/b/c.txt")
+            #expect(try await request(port, "GET", "/hello/").text == "hello")
+        }
+    }
+
+    @Test func queryParameters() async throws {
+        try await withServer(Self.router()) { port async throws in
+            let response = try await request(port, "GET", "/search?q=swift%20nio&tag=a&tag=b")
+            #expect(response.text == "q=swift nio tags=a,b")
+            #expect(try await request(port, "GET", "/search").text == "q=nil tags=")
+        }
+    }
+
+    @Test func headersAreCaseInsensitiveAndPeerIsKnown() async throws {
+        try await withServer(Self.router()) { port async throws in
+            #expect(try await request(port, "GET", "/headers", headers: ["X-Custom-Thing": "42"]).text == "42")
+            #expect(try await request(port, "GET", "/peer").text.hasPrefix("127.0.0.1:"))
+        }
+    }
+
+    @Test func unknownPathIs404Json() async throws {
+        try await withServer(Self.router()) { port async throws in
+            let response = try await request(port, "GET", "/nope")
+            #expect(response.status == 404)
+            #expect(response.header("Content-Type") == "application/json")
+            let error = try response.json()["error"] as? [String: Any]
+            #expect(error?["status"] as? Int == 404)
+        }
+    }
+
+    @Test func wrongMethodIs405WithAllow() async throws {
+        try await withServer(Self.router()) { port async throws in
+            let response = try await request(port, "PUT", "/hello", body: "x")
+            #expect(response.status == 405)
+            #expect(response.header("Allow") == "DELETE, GET, HEAD, POST")
+            let dynamic = try await request(port, "POST", "/users/1", body: "")
+            #expect(dynamic.status == 405)
+            #expect(dynamic.header("Allow") == "GET, HEAD")
+        }
+    }
+
+    @Test func headIsAnsweredFromGetWithoutBody() async throws {
+        try await withServer(Self.router()) { port async throws in
+            let (head, next) = try await offPool { () -> (RawResponse, RawResponse) in
+                let connection = try Connection(port: port)
+                try connection.send("HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+                let head = try connection.readResponse(head: true)
+                // If a body had been sent it would now be read as the next status line.
+                try connection.send("GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                return (head, try connection.readResponse())
+            }
+            #expect(head.status == 200)
+            #expect(head.header("Content-Length") == "5")
+            #expect(next.status == 200)
+            #expect(next.text == "hello")
+        }
+    }
+
+    @Test func deleteAnswers204() async throws {
+        try await withServer(Self.router()) { port async throws in
+            #expect(try await request(port, "DELETE", "/hello").status == 204)
+        }
+    }
+
+    @Test func keepAliveServesTwoRequestsOnOneConnection() async throws {
+        try await withServer(Self.router()) { port async throws in
+            let statuses = try await offPool { () -> [Int] in
+                let connection = try Connection(port: port)
+                try connection.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+                let first = try connection.readResponse()
+                try connection.send("GET /users/5 HTTP/1.1\r\nHost: t\r\n\r\n")
+                let second = try connection.readResponse()
+                #expect(first.header("Connection")?.lowercased() != "close")
+                #expect(second.text == "user 5")
+                return [first.status, second.status]
+            }
+            #expect(statuses == [200, 200])
+        }
+    }
+
+    @Test func mountedRouter() async throws {
+        var api = Router()
+        api.get("/ping") { _ in .text("pong") }
+        api.get("/items/:id") { request in .text(request.parameters["id"]!) }
+        var root = Router()
+        root.mount("/api/v1", api)
+        try await withServer(root) { port async throws in
+            #expect(try await request(port, "GET", "/api/v1/ping").text == "pong")
+            #expect(try await request(port, "GET", "/api/v1/items/x").text == "x")
+            #expect(try await request(port, "GET", "/ping").status == 404)
+        }
+    }
+}
