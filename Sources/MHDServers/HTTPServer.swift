@@ -209,6 +209,10 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
             logger.warning(
                 "\(config.name): cancelling requests still in flight at shutdown",
                 metadata: ["server": "\(config.name)", "inFlight": "\(stats.inFlight)"])
+            // Give the abandoned requests a moment to send their 503 before connections close.
+            if engine.abandonSuspended() > 0 {
+                _ = await engine.drain(until: .now + .milliseconds(250)) { false }
+            }
         }
         let stopNow = state.withLock { state -> Bool in
             if state.stopped { return false }

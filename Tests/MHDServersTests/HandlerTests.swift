@@ -186,9 +186,9 @@ struct HandlerTests {
 }
 
 /// Polls `condition` every 10 ms for up to `timeout`.
-func waitUntil(timeout: Duration = .seconds(5), _ condition: @Sendable () -> Bool) async throws {
+func waitUntil(timeout: Duration = .seconds(5), _ condition: @Sendable () async -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
-    while !condition() {
+    while await !condition() {
         if ContinuousClock.now > deadline { return }
         try await Task.sleep(for: .milliseconds(10))
     }

@@ -116,10 +116,10 @@ final class Engine: @unchecked Sendable {
         return true
     }
 
-    /// Stops the daemon. Handler tasks still running are cancelled and their connections
-    /// resumed first (the engine must never be stopped with a suspended connection).
-    func stop() {
-        guard let daemon else { return }
+    /// Cancels every handler task still running and resumes its connection with a 503; from
+    /// now on nothing is suspended any more. Returns how many were abandoned.
+    @discardableResult
+    func abandonSuspended() -> Int {
         let leftovers = registry.withLock { registry -> [RequestContext] in
             registry.stopping = true
             return Array(registry.contexts.values)
@@ -128,6 +128,14 @@ final class Engine: @unchecked Sendable {
             context.cancelTask(clientGone: false)
             context.resume(with: nil)
         }
+        return leftovers.count
+    }
+
+    /// Stops the daemon (closing every connection) after making sure no connection is still
+    /// suspended: the engine aborts the process if it is stopped with one.
+    func stop() {
+        guard let daemon else { return }
+        abandonSuspended()
         MHD_stop_daemon(daemon)
         self.daemon = nil
         if quiesced { socket.close() }

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -167,7 +169,11 @@ final class ListeningSocket: @unchecked Sendable {
         _ = shutdown(fd, Int32(SHUT_RDWR))
     }
 
+    private let closed = Atomic<Bool>(false)
+
+    /// Closes the descriptor, once.
     func close() {
+        guard !closed.exchange(true, ordering: .relaxed) else { return }
         _ = Glibc.close(fd)
     }
 }

@@ -54,9 +54,9 @@ final class Connection: @unchecked Sendable {
             }
         }
         if result != 0 {
-            let code = errno
-            Glibc.close(fd)
-            throw ClientError.connect(code)
+            // deinit closes the descriptor: a class whose init throws after full initialisation
+            // is deinitialised.
+            throw ClientError.connect(errno)
         }
     }
 
@@ -201,9 +201,8 @@ final class PortHolder: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard bound == 0, listen(fd, 16) == 0 else {
-            let code = errno
-            Glibc.close(fd)
-            throw ClientError.connect(code)
+            self.port = 0
+            throw ClientError.connect(errno)  // deinit closes fd
         }
         var out = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
