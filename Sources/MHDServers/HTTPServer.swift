@@ -26,6 +26,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     public let shutdownTimeout: Duration
 
     let logger: Logger
+    let events: ServerEvents
     private let responder: Engine.Responder
     private let state = Mutex(State())
 
@@ -48,14 +49,11 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// ```swift
     /// let server = HTTPServer(config: ServerConfig(name: "api", port: 0), router: router)
     /// ```
-    public init(
+    public convenience init(
         config: ServerConfig, router: Router, logger: Logger = Logger(label: "MHDServers"),
         shutdownTimeout: Duration = .seconds(10)
     ) {
-        self.config = config
-        self.responder = .router(router)
-        self.logger = logger
-        self.shutdownTimeout = shutdownTimeout
+        self.init(config: config, responder: .router(router), logger: logger, shutdownTimeout: shutdownTimeout)
     }
 
     /// Creates a server that answers every request with `handler`.
@@ -63,18 +61,28 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// ```swift
     /// let server = HTTPServer(config: ServerConfig(name: "echo", port: 0), handler: Echo())
     /// ```
-    public init(
+    public convenience init(
         config: ServerConfig, handler: some HTTPHandler, logger: Logger = Logger(label: "MHDServers"),
         shutdownTimeout: Duration = .seconds(10)
     ) {
-        self.config = config
+        let responder: Engine.Responder
         if let router = handler as? Router {
-            self.responder = .router(router)
+            responder = .router(router)
         } else {
-            self.responder = .handler(handler)
+            responder = .handler(handler)
         }
+        self.init(config: config, responder: responder, logger: logger, shutdownTimeout: shutdownTimeout)
+    }
+
+    init(
+        config: ServerConfig, responder: Engine.Responder, logger: Logger, shutdownTimeout: Duration,
+        events: ServerEvents? = nil
+    ) {
+        self.config = config
+        self.responder = responder
         self.logger = logger
         self.shutdownTimeout = shutdownTimeout
+        self.events = events ?? .logging(config.name, logger)
     }
 
     public var description: String { "HTTPServer(\(config.name))" }
@@ -106,22 +114,24 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
 
     /// Binds, serves until graceful shutdown or cancellation, then drains and stops.
     public func run() async throws {
-        do {
-            try bind()
-            try start()
-        } catch {
-            fail(error)
-            throw error
+        let wasStarted = state.withLock { $0.engine != nil }
+        if !wasStarted {
+            do {
+                let address = try bind()
+                try start()
+                await events.started(address)
+            } catch {
+                fail(error)
+                throw error
+            }
         }
-        logger.info(
-            "\(config.name) listening on \(address?.url ?? "?")",
-            metadata: ["server": "\(config.name)", "port": "\(address?.port ?? 0)"])
         await withTaskCancellationOrGracefulShutdownHandler {
             await waitForShutdownRequest()
         } onCancelOrGracefulShutdown: {
             self.beginShutdown()
         }
         await finishShutdown()
+        await events.stopped()
     }
 
     // MARK: Steps, also driven by ServerManager
@@ -129,8 +139,14 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// Binds the listening socket (idempotent), skipping `excluded` ports.
     @discardableResult
     func bind(excluding excluded: Set<Int> = []) throws -> BoundAddress {
-        if let address = state.withLock({ $0.address }) { return address }
-        let socket = try ListeningSocket.bind(config, excluding: excluded)
+        let (existing, finished) = state.withLock { ($0.address, $0.finished) }
+        if let existing { return existing }
+        if finished {
+            throw ServerError(
+                .invalidConfiguration, server: config.name, host: config.host, portsTried: [],
+                message: "a server runs once; create a new HTTPServer to serve again")
+        }
+        let socket = try ListeningSocket.bind(config, excluding: excluded, observe: events.bindAttempt)
         let address = BoundAddress(host: config.host, port: socket.port)
         state.withLock {
             $0.socket = socket
@@ -158,7 +174,11 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     func unbind(because error: any Error) {
         let socket = state.withLock { state -> ListeningSocket? in
             guard state.engine == nil else { return nil }
-            defer { state.socket = nil }
+            defer {
+                state.socket = nil
+                state.address = nil
+                state.finished = true
+            }
             return state.socket
         }
         socket?.close()
@@ -224,12 +244,14 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         let waiters = state.withLock { state in
             state.finished = true
             state.engine = nil
+            state.address = nil
+            state.socket = nil
             defer { state.waiters = [] }
             return state.waiters
         }
         for waiter in waiters { waiter.resume(throwing: CancellationError()) }
-        logger.info(
-            "\(config.name) stopped", metadata: ["server": "\(config.name)", "drained": "\(inFlight)"])
+        logger.debug(
+            "\(config.name) engine stopped", metadata: ["server": "\(config.name)", "drained": "\(inFlight)"])
     }
 
     private func fail(_ error: any Error) {

@@ -53,8 +53,9 @@ public struct ServerConfig: Sendable, Hashable {
         return ([port] + ports).filter { seen.insert($0).inserted }
     }
 
-    /// The number of engine threads this configuration resolves to.
-    var resolvedThreadCount: Int {
+    /// The number of engine threads this configuration runs with: ``threadCount`` or the
+    /// number of CPU cores.
+    public var effectiveThreadCount: Int {
         max(1, threadCount ?? System.coreCount)
     }
 

@@ -67,7 +67,7 @@ final class Engine: @unchecked Sendable {
             .init(option: .PER_IP_CONNECTION_LIMIT, value: max(0, limits.maxConnectionsPerIP), ptr_value: nil),
             .init(option: .CONNECTION_MEMORY_LIMIT, value: max(4096, limits.connectionMemory), ptr_value: nil),
         ]
-        let threads = config.resolvedThreadCount
+        let threads = config.effectiveThreadCount
         if threads > 1 {
             options.append(.init(option: .THREAD_POOL_SIZE, value: threads, ptr_value: nil))
         }

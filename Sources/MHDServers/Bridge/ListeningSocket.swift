@@ -21,6 +21,13 @@ final class ListeningSocket: @unchecked Sendable {
         self.family = family
     }
 
+    /// Progress of a bind, for the lifecycle's port hooks.
+    enum BindAttempt {
+        case checking(Int)
+        case unavailable(Int, reason: String)
+        case available(Int)
+    }
+
     /// Why one bind attempt failed.
     enum Failure: Error {
         case addressInUse
@@ -28,7 +35,10 @@ final class ListeningSocket: @unchecked Sendable {
     }
 
     /// Binds the first free port of `config.candidatePorts`, skipping `excluded`.
-    static func bind(_ config: ServerConfig, excluding excluded: Set<Int> = []) throws -> ListeningSocket {
+    static func bind(
+        _ config: ServerConfig, excluding excluded: Set<Int> = [],
+        observe: (BindAttempt) -> Void = { _ in }
+    ) throws -> ListeningSocket {
         _ = System.ignoreSIGPIPE
         let addresses = try resolve(config)
         var tried: [Int] = []
@@ -39,11 +49,17 @@ final class ListeningSocket: @unchecked Sendable {
                     message: "port \(port) is out of range 0...65535")
             }
             tried.append(port)
-            if port != 0 && excluded.contains(port) { continue }
+            observe(.checking(port))
+            if port != 0 && excluded.contains(port) {
+                observe(.unavailable(port, reason: "taken by another server of this manager"))
+                continue
+            }
             var lastError: Failure?
             for address in addresses {
                 do {
-                    return try bind(address, port: port, backlog: config.limits.listenBacklog)
+                    let socket = try bind(address, port: port, backlog: config.limits.listenBacklog)
+                    observe(.available(socket.port))
+                    return socket
                 } catch .addressInUse {
                     lastError = .addressInUse
                     break
@@ -52,7 +68,9 @@ final class ListeningSocket: @unchecked Sendable {
                 }
             }
             switch lastError {
-            case .addressInUse?, nil: continue
+            case .addressInUse?, nil:
+                observe(.unavailable(port, reason: "address in use"))
+                continue
             case .system(let operation, let code)?:
                 throw ServerError(
                     .bindFailed, server: config.name, host: config.host, portsTried: tried,

@@ -1,0 +1,40 @@
+import Logging
+import Synchronization
+
+/// What a lifecycle and its handlers can know about their server at run time.
+///
+/// ```swift
+/// router.get("/api/status") { _ in
+///     try .json(["server": context.name, "port": "\(context.address?.port ?? 0)"])
+/// }
+/// ```
+public final class ServerContext: Sendable {
+    /// The server's configuration.
+    public let config: ServerConfig
+    /// The logger the manager was given, with `server` metadata set.
+    public let logger: Logger
+    private let server = Mutex<HTTPServer?>(nil)
+    private weak let _manager: ServerManager?
+
+    init(config: ServerConfig, logger: Logger, manager: ServerManager?) {
+        self.config = config
+        var logger = logger
+        logger[metadataKey: "server"] = "\(config.name)"
+        self.logger = logger
+        self._manager = manager
+    }
+
+    func attach(_ server: HTTPServer) { self.server.withLock { $0 = server } }
+
+    /// The server's name.
+    public var name: String { config.name }
+
+    /// The manager running this server (for servers that report on their siblings).
+    public var manager: ServerManager? { _manager }
+
+    /// Where the server listens, once bound.
+    public var address: BoundAddress? { server.withLock { $0 }?.address }
+
+    /// The server's live counters.
+    public var stats: ServerStats? { server.withLock { $0 }?.stats }
+}

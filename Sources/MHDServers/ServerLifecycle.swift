@@ -1,0 +1,90 @@
+import Logging
+
+/// What the owner of one server implements: its routes, and hooks around binding, start and
+/// shutdown. Every hook has a default that logs, so a lifecycle can be as small as its routes.
+///
+/// Hooks run in this order for each server: ``onPortCheck(_:context:)`` then either
+/// ``onPortUnavailable(_:reason:context:)`` (and the next port is checked) or
+/// ``onPortAvailable(_:context:)``; once *every* server of the manager is bound and serving,
+/// ``onStarted(_:context:)``; after its daemon has stopped, ``onShutdown(context:)`` (servers
+/// stop in reverse start order).
+///
+/// ```swift
+/// struct PublicAPI: ServerLifecycle {
+///     func registerRoutes(on router: inout Router, context: ServerContext) {
+///         router.get("/api/hello") { _ in .text("hello") }
+///     }
+///     func onStarted(_ address: BoundAddress, context: ServerContext) async {
+///         context.logger.info("\(context.name) ready at \(address.url)")
+///     }
+/// }
+/// ```
+public protocol ServerLifecycle: Sendable {
+    /// Declares the server's routes. Called once, before the server binds.
+    func registerRoutes(on router: inout Router, context: ServerContext)
+
+    /// A port is about to be tried.
+    func onPortCheck(_ port: Int, context: ServerContext)
+
+    /// A port could not be used (busy, or taken by another server of the same manager); the
+    /// next candidate will be tried.
+    func onPortUnavailable(_ port: Int, reason: String, context: ServerContext)
+
+    /// The server is bound to `port` (the real port, also for a configured port 0).
+    func onPortAvailable(_ port: Int, context: ServerContext)
+
+    /// The server is listening and serving; called after every server of the manager bound.
+    func onStarted(_ address: BoundAddress, context: ServerContext) async
+
+    /// The server stopped: it accepts nothing more, and its daemon and port are released.
+    func onShutdown(context: ServerContext) async
+}
+
+extension ServerLifecycle {
+    /// Logs at debug level.
+    public func onPortCheck(_ port: Int, context: ServerContext) {
+        context.logger.debug("\(context.name): checking port \(port)", metadata: ["server": "\(context.name)"])
+    }
+
+    /// Logs at notice level.
+    public func onPortUnavailable(_ port: Int, reason: String, context: ServerContext) {
+        context.logger.notice(
+            "\(context.name): port \(port) unavailable (\(reason)), trying the next",
+            metadata: ["server": "\(context.name)"])
+    }
+
+    /// Logs at debug level.
+    public func onPortAvailable(_ port: Int, context: ServerContext) {
+        context.logger.debug("\(context.name): port \(port) available", metadata: ["server": "\(context.name)"])
+    }
+
+    /// Logs `NAME listening on URL` at info level.
+    public func onStarted(_ address: BoundAddress, context: ServerContext) async {
+        context.logger.info(
+            "\(context.name) listening on \(address.url)",
+            metadata: ["server": "\(context.name)", "port": "\(address.port)"])
+    }
+
+    /// Logs `NAME stopped` at info level.
+    public func onShutdown(context: ServerContext) async {
+        context.logger.info("\(context.name) stopped", metadata: ["server": "\(context.name)"])
+    }
+}
+
+/// A server for a ``ServerManager``: its configuration and its lifecycle.
+///
+/// ```swift
+/// Server(config: ServerConfig(name: "admin", port: 3401, ports: 3401..<3411), lifecycle: AdminAPI())
+/// ```
+public struct Server: Sendable {
+    /// Where and how the server listens.
+    public var config: ServerConfig
+    /// Its routes and hooks.
+    public var lifecycle: any ServerLifecycle
+
+    /// Pairs a configuration with a lifecycle.
+    public init(config: ServerConfig, lifecycle: any ServerLifecycle) {
+        self.config = config
+        self.lifecycle = lifecycle
+    }
+}

@@ -1,0 +1,97 @@
+import MHDServers
+
+/// The admin server: live figures and the effective configuration of every server.
+struct AdminAPI: ServerLifecycle {
+    let shutdownTimeout: Double
+
+    func registerRoutes(on router: inout Router, context: ServerContext) {
+        router.get("/admin/metrics") { _ in
+            try .json(Metrics(servers: (context.manager?.servers ?? []).map(Metrics.Server.init)))
+        }
+        router.get("/admin/config") { _ in
+            try .json(
+                Config(
+                    shutdownTimeoutSeconds: shutdownTimeout,
+                    servers: (context.manager?.servers ?? []).map(Config.Server.init)))
+        }
+    }
+
+    struct Metrics: Encodable {
+        var servers: [Server]
+
+        struct Server: Encodable {
+            var name: String
+            var port: Int?
+            var requests: Int
+            var errors: Int
+            var handlerErrors: Int
+            var aborted: Int
+            var inFlight: Int
+            var statusClasses: [String: Int]
+            var latencyMs: Latency
+            var uptimeSeconds: Double
+
+            init(_ info: ServerInfo) {
+                let stats = info.stats
+                name = info.name
+                port = info.address?.port
+                requests = stats.requests
+                errors = stats.errors
+                handlerErrors = stats.handlerErrors
+                aborted = stats.aborted
+                inFlight = stats.inFlight
+                statusClasses = stats.statusClasses
+                latencyMs = Latency(
+                    mean: stats.latency.meanSeconds * 1000, p50: stats.latency.quantile(0.5) * 1000,
+                    p99: stats.latency.quantile(0.99) * 1000, max: stats.latency.maxSeconds * 1000)
+                uptimeSeconds = stats.uptimeSeconds
+            }
+        }
+
+        struct Latency: Encodable {
+            var mean: Double
+            var p50: Double
+            var p99: Double
+            var max: Double
+        }
+    }
+
+    struct Config: Encodable {
+        var shutdownTimeoutSeconds: Double
+        var servers: [Server]
+
+        struct Server: Encodable {
+            var name: String
+            var host: String
+            var preferredPort: Int
+            var boundPort: Int?
+            var fallbackPorts: [Int]
+            var threads: Int
+            var limits: Limits
+
+            init(_ info: ServerInfo) {
+                name = info.name
+                host = info.config.host
+                preferredPort = info.config.port
+                boundPort = info.address?.port
+                fallbackPorts = info.config.ports
+                threads = info.config.effectiveThreadCount
+                let limits = info.config.limits
+                self.limits = Limits(
+                    maxConnections: limits.maxConnections, maxConnectionsPerIP: limits.maxConnectionsPerIP,
+                    connectionTimeoutSeconds: limits.connectionTimeout.components.seconds,
+                    maxBodyBytes: limits.maxBodySize, connectionMemoryBytes: limits.connectionMemory,
+                    listenBacklog: limits.listenBacklog)
+            }
+        }
+
+        struct Limits: Encodable {
+            var maxConnections: Int
+            var maxConnectionsPerIP: Int
+            var connectionTimeoutSeconds: Int64
+            var maxBodyBytes: Int
+            var connectionMemoryBytes: Int
+            var listenBacklog: Int
+        }
+    }
+}

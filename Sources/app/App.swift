@@ -1,0 +1,95 @@
+import ArgumentParser
+import Logging
+import MHDServers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The demo: a public API and an admin API in one process, started together, stopped together.
+@main
+struct App: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "app",
+        abstract: "Runs the public API and the admin API of the multi-server demo.",
+        discussion: """
+            The public server answers GET /api/hello and GET /api/status; the admin server answers
+            GET /admin/metrics and GET /admin/config. Each falls back to the next of ten ports when its
+            port is busy. SIGTERM or SIGINT drains in-flight requests and exits 0.
+            """)
+
+    @Option(help: "Address the public server binds (IPv4/IPv6 literal, localhost, 0.0.0.0 or ::).")
+    var host = "127.0.0.1"
+
+    @Option(help: "Address the admin server binds. Keep it on loopback unless it is protected.")
+    var adminHost = "127.0.0.1"
+
+    @Option(help: "Preferred public port; P+1 ... P+9 are the fallbacks.")
+    var publicPort = 3400
+
+    @Option(help: "Preferred admin port; P+1 ... P+9 are the fallbacks.")
+    var adminPort = 3401
+
+    @Option(help: "Seconds in-flight requests may take to finish after SIGTERM/SIGINT.")
+    var shutdownTimeout: Double = 10
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Option(help: "Extra copies of the public API on ephemeral ports (footprint and startup benchmarks).")
+    var extraServers = 0
+
+    @Flag(help: "Add the benchmark routes GET /bench/async and POST /bench/echo to the public server.")
+    var benchRoutes = false
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("unknown log level '\(logLevel)'")
+        }
+        for (name, port) in [("public", publicPort), ("admin", adminPort)] where !(0...65526).contains(port) {
+            throw ValidationError("--\(name)-port must be between 0 and 65526 (it has nine fallbacks)")
+        }
+        guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must not be negative") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardOutput(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "app")
+        let manager = ServerManager(logger: logger, shutdownTimeout: .milliseconds(Int(shutdownTimeout * 1000)))
+        let servers = [
+            Server(
+                config: ServerConfig(name: "public", host: host, port: publicPort, ports: publicPort..<(publicPort + 10)),
+                lifecycle: PublicAPI(benchRoutes: benchRoutes)),
+            Server(
+                config: ServerConfig(name: "admin", host: adminHost, port: adminPort, ports: adminPort..<(adminPort + 10)),
+                lifecycle: AdminAPI(shutdownTimeout: shutdownTimeout)),
+        ] + (0..<max(0, extraServers)).map { index in
+            Server(
+                config: ServerConfig(name: "extra-\(index + 1)", host: host, port: 0),
+                lifecycle: PublicAPI(benchRoutes: benchRoutes))
+        }
+        let ready = Task {
+            if let started = try? await manager.waitUntilStarted() {
+                logger.info("ready: \(started.count) servers listening")
+            }
+        }
+        defer { ready.cancel() }
+        do {
+            try await manager.runAll(servers)
+        } catch let error as ServerError {
+            printError("error: \(error)")
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// Writes one line to standard error.
+func printError(_ line: String) {
+    let text = line + "\n"
+    _ = text.withCString { write(2, $0, strlen($0)) }
+}

@@ -1,0 +1,44 @@
+import MHDServers
+
+/// The public server: a greeting and a status probe.
+struct PublicAPI: ServerLifecycle {
+    static let hello = Response.json(raw: #"{"message":"Hello from the public server!"}"#).reusable()
+
+    /// Adds the routes `scripts/bench.sh` measures besides `/api/hello`.
+    var benchRoutes = false
+
+    func registerRoutes(on router: inout Router, context: ServerContext) {
+        router.get("/api/hello") { _ in Self.hello }
+        router.get("/api/status") { _ in
+            try .json(
+                Status(
+                    status: "ok", server: context.name, port: context.address?.port ?? 0,
+                    uptimeSeconds: context.stats?.snapshot().uptimeSeconds ?? 0))
+        }
+        if benchRoutes {
+            // An async handler that awaits something trivial: measures the suspend/resume bridge.
+            router.get("/bench/async") { _ in
+                await Task.yield()
+                return Self.hello
+            }
+            // Decodes and re-encodes a JSON body (the benchmark sends 1 KiB).
+            router.post("/bench/echo") { request in
+                try .json(try request.decode(Echo.self))
+            }
+        }
+    }
+
+    struct Echo: Codable {
+        var id: Int
+        var name: String
+        var tags: [String]
+        var payload: String
+    }
+
+    struct Status: Encodable {
+        var status: String
+        var server: String
+        var port: Int
+        var uptimeSeconds: Double
+    }
+}
