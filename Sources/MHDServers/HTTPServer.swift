@@ -185,26 +185,36 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         fail(error)
     }
 
-    /// Stops accepting new connections now and starts the drain clock (idempotent).
+    /// Stops accepting new connections now and starts the drain clock (idempotent). `run()`
+    /// keeps going until its own graceful shutdown, then drains against this deadline.
     ///
     /// - Parameter deadline: when in-flight requests are cancelled; default now + ``shutdownTimeout``.
-    func beginShutdown(deadline: ContinuousClock.Instant? = nil) {
-        let (engine, waiter) = state.withLock { state -> (Engine?, CheckedContinuation<Void, Never>?) in
+    func stopAccepting(deadline: ContinuousClock.Instant? = nil) {
+        let engine = state.withLock { state -> Engine? in
             if state.drainDeadline == nil {
                 state.drainDeadline = deadline ?? ContinuousClock.now.advanced(by: shutdownTimeout)
             }
-            state.shutdownRequested = true
-            defer { state.shutdownWaiter = nil }
-            return (state.engine, state.shutdownWaiter)
+            return state.engine
         }
         engine?.quiesce()
+    }
+
+    /// Stops accepting and lets `run()` proceed to the drain (idempotent).
+    func beginShutdown() {
+        stopAccepting()
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.shutdownRequested = true
+            defer { state.shutdownWaiter = nil }
+            return state.shutdownWaiter
+        }
         waiter?.resume()
     }
 
-    /// Ends the drain now: in-flight handlers are cancelled and the daemon stops.
+    /// Ends any drain at once: in-flight handlers are cancelled when the server stops. Used on
+    /// a second signal (the server still stops in its turn) and for startup rollback.
     func stopNow() {
         state.withLock { $0.forceStop = true }
-        beginShutdown()
+        stopAccepting()
     }
 
     private func waitForShutdownRequest() async {

@@ -356,7 +356,7 @@ public final class ServerManager: Sendable {
         logger.info("shutting down: no new connections; draining in-flight requests", metadata: [
             "servers": "\(servers.count)", "deadline": "\(shutdownTimeout)",
         ])
-        for entry in servers { entry.server.beginShutdown(deadline: deadline) }
+        for entry in servers { entry.server.stopAccepting(deadline: deadline) }
     }
 
     /// Ends the drain at once for every server.

@@ -1,0 +1,216 @@
+/*
+ * reference.c - the plain-C baseline for scripts/bench.sh.
+ *
+ * A minimal libmicrohttpd server with exactly the engine settings MHDServers
+ * uses for every daemon (see Sources/MHDServers/Bridge/Engine.swift and
+ * ListeningSocket.swift), so that the benchmark measures the cost of the
+ * Swift layer and nothing else:
+ *
+ *   flags   MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME
+ *           | MHD_USE_ERROR_LOG | MHD_USE_TURBO
+ *   options THREAD_POOL_SIZE = online cores (only when > 1),
+ *           CONNECTION_TIMEOUT 30, CONNECTION_LIMIT 1024,
+ *           PER_IP_CONNECTION_LIMIT 256, CONNECTION_MEMORY_LIMIT 65536
+ *   socket  bound to 127.0.0.1:PORT by us, SO_REUSEADDR only (never
+ *           SO_REUSEPORT), non-blocking, backlog 1024, handed over with
+ *           MHD_OPTION_LISTEN_SOCKET
+ *
+ * Routes:
+ *   GET  /api/hello    constant JSON response, created once and reused
+ *   GET  /bench/async  same as /api/hello. The C side has no async
+ *                      equivalent (no suspend/resume, no second thread), so
+ *                      the "async" row of the benchmark compares the Swift
+ *                      async bridge against plain synchronous C.
+ *   POST /bench/echo   accumulates the body and sends it back as
+ *                      application/json (no JSON parsing on this side)
+ *
+ * Like the Swift engine, every response is queued on the final
+ * access-handler call, never on the first (headers-only) one.
+ *
+ * Usage: reference PORT     SIGTERM / SIGINT stop the daemon and exit 0.
+ * Build: cc -O2 -o reference reference.c $(pkg-config --cflags --libs libmicrohttpd)
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HELLO "{\"message\":\"Hello from the public server!\"}"
+#define MAX_BODY (1024 * 1024)
+
+static struct MHD_Response *hello;       /* reused for every /api/hello */
+static struct MHD_Response *not_found;   /* reused for unknown routes */
+static struct MHD_Response *too_large;   /* reused for oversized bodies */
+
+/* Per-request state, kept in the access handler's con_cls slot. */
+struct request {
+    int seen_headers;
+    char *body;
+    size_t size, capacity;
+    int overflow;
+};
+
+static struct MHD_Response *constant(const char *text, const char *type)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    if (r == NULL || MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES) {
+        fprintf(stderr, "reference: cannot create a response\n");
+        exit(1);
+    }
+    return r;
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection,
+                                      const char *url, const char *method,
+                                      const char *version, const char *upload_data,
+                                      size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    struct request *req = *con_cls;
+
+    if (req == NULL) {                      /* first call: headers only */
+        req = calloc(1, sizeof *req);
+        if (req == NULL) return MHD_NO;
+        *con_cls = req;
+        return MHD_YES;
+    }
+
+    if (*upload_size > 0) {                 /* body chunk */
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (req->overflow) return MHD_YES;
+        if (req->size + n > MAX_BODY) {
+            req->overflow = 1;
+            return MHD_YES;
+        }
+        if (req->size + n > req->capacity) {
+            size_t capacity = req->capacity ? req->capacity : 2048;
+            while (capacity < req->size + n) capacity *= 2;
+            char *grown = realloc(req->body, capacity);
+            if (grown == NULL) return MHD_NO;
+            req->body = grown;
+            req->capacity = capacity;
+        }
+        memcpy(req->body + req->size, upload_data, n);
+        req->size += n;
+        return MHD_YES;
+    }
+
+    /* Final call: answer. */
+    if (strcmp(method, MHD_HTTP_METHOD_GET) == 0 &&
+        (strcmp(url, "/api/hello") == 0 || strcmp(url, "/bench/async") == 0))
+        return MHD_queue_response(connection, MHD_HTTP_OK, hello);
+
+    if (strcmp(method, MHD_HTTP_METHOD_POST) == 0 && strcmp(url, "/bench/echo") == 0) {
+        if (req->overflow)
+            return MHD_queue_response(connection, MHD_HTTP_CONTENT_TOO_LARGE, too_large);
+        struct MHD_Response *echo =
+            MHD_create_response_from_buffer(req->size, req->body, MHD_RESPMEM_MUST_COPY);
+        if (echo == NULL) return MHD_NO;
+        MHD_add_response_header(echo, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        enum MHD_Result result = MHD_queue_response(connection, MHD_HTTP_OK, echo);
+        MHD_destroy_response(echo);         /* the connection holds its own reference */
+        return result;
+    }
+
+    return MHD_queue_response(connection, MHD_HTTP_NOT_FOUND, not_found);
+}
+
+static void completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                      enum MHD_RequestTerminationCode code)
+{
+    (void)cls;
+    (void)connection;
+    (void)code;
+    struct request *req = *con_cls;
+    if (req == NULL) return;
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+/* Same listening socket as ListeningSocket.swift: 127.0.0.1, SO_REUSEADDR, backlog 1024. */
+static int listen_on(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 1024) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535) {
+        fprintf(stderr, "usage: %s PORT\n", argv[0]);
+        return 64;
+    }
+    int port = atoi(argv[1]);
+    int fd = listen_on(port);
+    if (fd < 0) {
+        fprintf(stderr, "reference: cannot listen on 127.0.0.1:%d: %s\n", port, strerror(errno));
+        return 1;
+    }
+
+    hello = constant(HELLO, "application/json");
+    not_found = constant("{\"error\":\"not found\"}", "application/json");
+    too_large = constant("{\"error\":\"content too large\"}", "application/json");
+
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned int threads = cores > 1 ? (unsigned int)cores : 1;
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    struct MHD_OptionItem options[] = {
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, 1024, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, 256, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 65536, NULL},
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+
+    /* Block the stop signals before the daemon's threads exist (they inherit the mask),
+     * then wait for one synchronously: no handler, no race. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    struct MHD_Daemon *daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_handler, NULL,
+                                                 MHD_OPTION_ARRAY, options, MHD_OPTION_END);
+    if (daemon == NULL) {
+        fprintf(stderr, "reference: MHD_start_daemon failed\n");
+        close(fd);
+        return 1;
+    }
+    printf("reference listening on http://127.0.0.1:%d (%u threads)\n", port, threads);
+    fflush(stdout);
+
+    int sig;
+    sigwait(&stop, &sig);
+
+    MHD_stop_daemon(daemon);               /* the daemon closes the listening socket */
+    MHD_destroy_response(hello);
+    MHD_destroy_response(not_found);
+    MHD_destroy_response(too_large);
+    return 0;
+}
