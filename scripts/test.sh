@@ -8,6 +8,10 @@ echo "== unit tests"
 swift test
 
 echo
+echo "== README library example (built as a dependent package)"
+scripts/readme-example.sh
+
+echo
 echo "== integration tests"
 scripts/integration-test.sh
 
