@@ -62,6 +62,7 @@ final class Engine: @unchecked Sendable {
             .init(option: .LISTEN_SOCKET, value: Int(socket.fd), ptr_value: nil),
             .init(option: .NOTIFY_COMPLETED, value: unsafeBitCast(completedCallback, to: Int.self), ptr_value: me),
             .init(option: .EXTERNAL_LOGGER, value: unsafeBitCast(logCallback, to: Int.self), ptr_value: me),
+            .init(option: .URI_LOG_CALLBACK, value: unsafeBitCast(uriCallback, to: Int.self), ptr_value: me),
             .init(option: .CONNECTION_TIMEOUT, value: Int(limits.timeoutSeconds), ptr_value: nil),
             .init(option: .CONNECTION_LIMIT, value: max(1, limits.maxConnections), ptr_value: nil),
             .init(option: .PER_IP_CONNECTION_LIMIT, value: max(0, limits.maxConnectionsPerIP), ptr_value: nil),
@@ -159,16 +160,25 @@ final class Engine: @unchecked Sendable {
         _ uploadSize: UnsafeMutablePointer<Int>,
         _ slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     ) -> MHD_Result {
-        guard let raw = slot.pointee else {
-            let context = RequestContext(connection: connection)
+        let context: RequestContext
+        if let raw = slot.pointee {
+            context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+        } else {
+            // Normally created by the URI callback; kept for safety.
+            context = RequestContext(connection: connection)
             slot.pointee = Unmanaged.passRetained(context).toOpaque()
             stats.began()
-            if let rejection = RequestGuard.check(connection, limits: config.limits) {
+        }
+        if context.phase == .created {
+            // Headers-only callback: only early rejections are answered here (a response queued
+            // now makes the engine drop keep-alive).
+            context.phase = .receiving
+            context.headers = Engine.headers(of: connection)
+            if let rejection = RequestGuard.check(context, limits: config.limits) {
                 return queue(rejection, on: context, close: true)
             }
             return .YES
         }
-        let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
         let size = uploadSize.pointee
         if size > 0 {
             uploadSize.pointee = 0
@@ -187,7 +197,7 @@ final class Engine: @unchecked Sendable {
         case .suspended:
             let response = context.shared.withLock { $0.response }
             return queue(response ?? Engine.shuttingDown, on: context, close: response == nil)
-        case .answered:
+        case .answered, .created:
             return .YES
         }
     }
@@ -303,10 +313,6 @@ final class Engine: @unchecked Sendable {
         version: UnsafePointer<CChar>
     ) -> Request {
         let connection = context.connection
-        var headers = HTTPHeaders()
-        withUnsafeMutablePointer(to: &headers) { pointer in
-            _ = MHD_get_connection_values(connection, .HEADER_KIND, headerIterator, pointer)
-        }
         var query: [(String, String)] = []
         withUnsafeMutablePointer(to: &query) { pointer in
             _ = MHD_get_connection_values(connection, .GET_ARGUMENT_KIND, queryIterator, pointer)
@@ -315,12 +321,29 @@ final class Engine: @unchecked Sendable {
             method: HTTPMethod.interned(String(cString: method)),
             path: String(cString: url),
             query: QueryParameters(pairs: query),
-            headers: headers,
+            headers: context.headers,
             body: context.body,
             version: String(cString: version))
         request.peer = PeerAddress(mhds_connection_client_address(connection))
         context.body = []
         return request
+    }
+
+    static func headers(of connection: OpaquePointer) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        withUnsafeMutablePointer(to: &headers) { pointer in
+            _ = MHD_get_connection_values(connection, .HEADER_KIND, headerIterator, pointer)
+        }
+        return headers
+    }
+
+    /// A request line arrived: the request exists from here on (it counts as in flight, so a
+    /// drain waits for it). The raw target is checked before the engine decodes it.
+    fileprivate func began(_ connection: OpaquePointer, target: UnsafePointer<CChar>?) -> UnsafeMutableRawPointer {
+        let context = RequestContext(connection: connection)
+        context.invalidTarget = RequestGuard.hasEncodedNUL(target)
+        stats.began()
+        return Unmanaged.passRetained(context).toOpaque()
     }
 
     /// The response for a thrown error: an ``HTTPError`` answers as it says, anything else is
@@ -373,6 +396,12 @@ private let accessCallback: MHD_AccessHandlerCallback = {
 
 private let completedCallback: MHD_RequestCompletedCallback = { cls, _, slot, code in
     Unmanaged<Engine>.fromOpaque(cls!).takeUnretainedValue().completed(slot, code)
+}
+
+private let uriCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, OpaquePointer?) -> UnsafeMutableRawPointer? = {
+    cls, uri, connection in
+    guard let cls, let connection else { return nil }
+    return Unmanaged<Engine>.fromOpaque(cls).takeUnretainedValue().began(connection, target: uri)
 }
 
 private let logCallback: MHD_LogCallback = { cls, format, arguments in

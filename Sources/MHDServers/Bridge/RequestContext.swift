@@ -15,14 +15,18 @@ final class RequestContext: @unchecked Sendable {
     // engine thread
     let connection: OpaquePointer
     let startedAt: UInt64
+    var headers = HTTPHeaders()
     var body: [UInt8] = []
     var bodyOverflow = false
-    var phase: Phase = .receiving
+    var invalidTarget = false
+    var phase: Phase = .created
     var status = 0
     var fd: Int32 = -1
 
     enum Phase {
-        /// Reading headers and body.
+        /// The request line arrived; headers are being read.
+        case created
+        /// Reading the body.
         case receiving
         /// Suspended while a handler task runs.
         case suspended

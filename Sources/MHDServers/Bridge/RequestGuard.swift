@@ -1,16 +1,65 @@
-import CMicroHTTPD
-
-/// Checks made on the headers-only callback, before any body is read.
+/// Checks made on the headers-only callback, before any body is read. libmicrohttpd 0.9.75 is
+/// lenient where a proxy in front of it may not be, so requests that could be read two ways are
+/// refused outright (and the connection closed):
+///
+/// - duplicate or conflicting `Content-Length` → 400 (the engine would take the first);
+/// - `Transfer-Encoding` together with `Content-Length` → 400 (the engine ignores the length);
+/// - a transfer coding other than `chunked` → 501 (the engine would wait for a body forever);
+/// - a `Content-Length` over the limit → one clean 413;
+/// - a target containing `%00` → 400 (the decoded path would be cut at the NUL).
 enum RequestGuard {
     static let contentTooLarge = Response.error(.contentTooLarge, message: "request body is too large")
+    static let duplicateLength = Response.error(.badRequest, message: "duplicate or conflicting Content-Length")
+    static let invalidLength = Response.error(.badRequest, message: "invalid Content-Length")
+    static let lengthAndChunked = Response.error(
+        .badRequest, message: "Transfer-Encoding and Content-Length must not be combined")
+    static let unsupportedCoding = Response.error(
+        .notImplemented, message: "only the chunked transfer coding is supported")
+    static let invalidTarget = Response.error(.badRequest, message: "invalid request target")
 
     /// A response that rejects the request outright, or `nil` to go on.
-    static func check(_ connection: OpaquePointer, limits: ServerConfig.Limits) -> Response? {
-        if let length = MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length") {
-            if let value = UInt64(String(cString: length)), value > UInt64(limits.maxBodySize) {
-                return contentTooLarge
+    static func check(_ context: RequestContext, limits: ServerConfig.Limits) -> Response? {
+        if context.invalidTarget { return invalidTarget }
+        var length: String?
+        var lengthCount = 0
+        var coding: String?
+        for field in context.headers {
+            if HTTPHeaders.equalsIgnoringCase(field.name, "Content-Length") {
+                lengthCount += 1
+                length = field.value
+            } else if HTTPHeaders.equalsIgnoringCase(field.name, "Transfer-Encoding") {
+                coding = coding.map { $0 + "," + field.value } ?? field.value
             }
         }
+        if lengthCount > 1 { return duplicateLength }
+        if let coding {
+            if lengthCount > 0 { return lengthAndChunked }
+            let codings = coding.split(separator: ",").map { trimmed(Substring($0)).lowercased() }
+            if codings != ["chunked"] { return unsupportedCoding }
+        }
+        if let length {
+            let digits = trimmed(Substring(length))
+            guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return invalidLength }
+            if digits.utf8.count > 18 || Int(digits)! > limits.maxBodySize { return contentTooLarge }
+        }
         return nil
+    }
+
+    /// Whether the raw request target contains `%00`.
+    static func hasEncodedNUL(_ target: UnsafePointer<CChar>?) -> Bool {
+        guard var cursor = target else { return false }
+        while cursor.pointee != 0 {
+            if cursor.pointee == 37 /* % */, cursor[1] == 48, cursor[2] == 48 { return true }
+            cursor += 1
+        }
+        return false
+    }
+
+    /// `text` without leading and trailing spaces and tabs.
+    private static func trimmed(_ text: Substring) -> String {
+        var text = text
+        while let first = text.first, first == " " || first == "\t" { text.removeFirst() }
+        while let last = text.last, last == " " || last == "\t" { text.removeLast() }
+        return String(text)
     }
 }

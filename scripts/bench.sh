@@ -1,0 +1,435 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: a plain-C libmicrohttpd server (Benchmarks/reference/reference.c)
+# against the Swift demo app, both on 127.0.0.1 with the same engine settings.
+#
+#   scripts/bench.sh [--smoke] [--rounds N] [--duration SECONDS] [--markdown FILE] [--strict]
+#
+#   --smoke          CI mode: 1 round x 2 s, smaller counts; targets are shown, not checked
+#   --rounds N       interleaved rounds per scenario (default 5, smoke 1)
+#   --duration S     seconds per wrk run (default 10, smoke 2)
+#   --markdown FILE  also write the results as markdown to FILE
+#   --strict         exit 1 when a target is missed (full mode)
+#
+# Scenarios (wrk -t2 -c64 --latency, a short warm-up first, runs interleaved C, Swift, C, ...):
+#   plain  GET /api/hello     constant response, inline handler
+#   async  GET /bench/async   Swift: async handler (suspend/resume + Task); C: answered inline
+#   echo   POST /bench/echo   1 KiB JSON body; Swift decodes and re-encodes it, C copies it back
+# Plus: idle RSS of the 2-server app, RSS growth over ~1M /api/hello requests (smoke: 50k),
+# RSS per extra server (--extra-servers 100), time until "ready: 102 servers listening",
+# and SIGTERM -> exit with idle servers.
+#
+# Exits non-zero when a server fails to start or stop cleanly, a check request fails, or wrk
+# reports errors (socket errors or non-2xx responses). Build outputs go to .build/bench/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=$ROOT/.build/bench
+HOST=127.0.0.1
+
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+MODE=full ROUNDS= DURATION= MARKDOWN= STRICT=0
+COMMAND_LINE="scripts/bench.sh${*:+ $*}"
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --smoke) MODE=smoke ;;
+        --rounds) ROUNDS=${2:?--rounds needs a value}; shift ;;
+        --duration) DURATION=${2:?--duration needs a value}; shift ;;
+        --markdown) MARKDOWN=${2:?--markdown needs a file}; shift ;;
+        --strict) STRICT=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "bench: unknown argument '$1'" >&2; usage >&2; exit 64 ;;
+    esac
+    shift
+done
+if [[ $MODE == smoke ]]; then
+    ROUNDS=${ROUNDS:-1} DURATION=${DURATION:-2} GROWTH_TARGET=50000 FOOTPRINT_RUNS=2
+else
+    ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} GROWTH_TARGET=1000000 FOOTPRINT_RUNS=5
+fi
+WARMUP=1 THREADS=2 CONNECTIONS=64 EXTRA=100
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "bench: --rounds must be a positive integer" >&2; exit 64; }
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "bench: --duration must be a positive integer" >&2; exit 64; }
+[[ -z $MARKDOWN || $MARKDOWN == /* ]] || MARKDOWN=$PWD/$MARKDOWN
+
+die() { echo "bench: error: $*" >&2; exit 1; }
+say() { echo "==> $*"; }
+
+# ---------------------------------------------------------------- processes and cleanup
+PIDS=()      # every background process this script started
+cleanup() {
+    local pid n
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for ((n = 0; n < 50; n++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+forget() { local pid=$1 kept=() p; for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done; PIDS=("${kept[@]}"); }
+
+# Sends SIGTERM, waits (at most 20 s) and sets STOP_RC to the exit status.
+stop_process() {
+    local pid=$1 n
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((n = 0; n < 200; n++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    STOP_RC=0
+    wait "$pid" || STOP_RC=$?
+    forget "$pid"
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+mib() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
+
+# ---------------------------------------------------------------- ports
+# A port is taken when any TCP socket other than a TIME_WAIT one has it as its local port.
+port_busy() {
+    local hex
+    hex=$(printf '%04X' "$1")
+    awk -v hex="$hex" 'FNR > 1 { split($2, a, ":"); if (a[2] == hex && $4 != "06") found = 1 }
+        END { exit found ? 0 : 1 }' /proc/net/tcp /proc/net/tcp6
+}
+CHOSEN=" "
+# free_port BASE: sets PORT to the first free port >= BASE not handed out before.
+free_port() {
+    local p
+    for ((p = $1; p < $1 + 1000; p++)); do
+        [[ $CHOSEN == *" $p "* ]] && continue
+        port_busy "$p" && continue
+        CHOSEN+="$p "
+        PORT=$p
+        return 0
+    done
+    die "no free port from $1 to $(($1 + 999))"
+}
+
+# ---------------------------------------------------------------- prerequisites and build
+need() { command -v "$1" >/dev/null || die "$1 is not installed ($2)"; }
+need wrk "install it with: sudo apt-get install wrk"
+need curl "sudo apt-get install curl"
+need cc "sudo apt-get install build-essential"
+need pkg-config "sudo apt-get install pkg-config"
+need swift "see https://swift.org/install"
+pkg-config --exists libmicrohttpd || die "libmicrohttpd not found by pkg-config (sudo apt-get install libmicrohttpd-dev)"
+[[ -r /proc/self/status ]] || die "needs Linux /proc"
+
+mkdir -p "$OUT"
+say "building the reference server and the timing helper (cc -O2)"
+# shellcheck disable=SC2046 # pkg-config output is meant to be split
+cc -O2 -o "$OUT/reference" "$ROOT/Benchmarks/reference/reference.c" $(pkg-config --cflags --libs libmicrohttpd) \
+    || die "cannot build the reference server"
+cc -O2 -o "$OUT/launch" "$ROOT/scripts/bench/launch.c" || die "cannot build scripts/bench/launch.c"
+say "building the app (swift build -c release --product app; log: .build/bench/build.log)"
+(cd "$ROOT" && swift build -c release --product app) >"$OUT/build.log" 2>&1 \
+    || { tail -n 30 "$OUT/build.log" >&2; die "swift build failed"; }
+APP="$(cd "$ROOT" && swift build -c release --show-bin-path)/app"
+REF=$OUT/reference
+[[ -x $APP ]] || die "no app binary at $APP"
+
+SECONDS=0
+STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- footprint, startup, shutdown
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# launch_once EXTRA: one start/stop of the app through scripts/bench/launch.c; sets L_READY,
+# L_RSS, L_STOP (ms, kB, ms). The app must exit 0 after SIGTERM.
+launch_once() {
+    local extra=$1 servers=$(($1 + 2)) public admin line log
+    free_port 18500; public=$PORT
+    free_port 18520; admin=$PORT
+    log=$OUT/launch-$servers.log
+    line=$("$OUT/launch" "$log" "ready: $servers servers listening" 500 -- "$APP" \
+        --public-port "$public" --admin-port "$admin" --bench-routes --extra-servers "$extra" \
+        --log-level info --shutdown-timeout 10) || { tail -n 20 "$log" >&2; die "the app with $servers servers did not start"; }
+    CHOSEN=" "
+    [[ $line =~ ready_ms=([0-9.]+)\ rss_kb=([0-9-]+)\ stop_ms=([0-9.]+)\ status=([0-9]+) ]] \
+        || die "unexpected output from launch: $line"
+    L_READY=${BASH_REMATCH[1]} L_RSS=${BASH_REMATCH[2]} L_STOP=${BASH_REMATCH[3]}
+    [[ ${BASH_REMATCH[4]} == 0 ]] || { tail -n 20 "$log" >&2; die "the app with $servers servers exited ${BASH_REMATCH[4]} after SIGTERM"; }
+}
+
+say "footprint: $FOOTPRINT_RUNS starts of the 2-server app and of the $((EXTRA + 2))-server app"
+r2=() s2=() t2=() r102=() s102=() t102=()
+for ((i = 0; i < FOOTPRINT_RUNS; i++)); do
+    launch_once 0; r2+=("$L_RSS") s2+=("$L_STOP") t2+=("$L_READY")
+    launch_once "$EXTRA"; r102+=("$L_RSS") s102+=("$L_STOP") t102+=("$L_READY")
+done
+IDLE_RSS=$(median "${r2[@]}") RSS102=$(median "${r102[@]}")
+fixed() { printf "%.${2:-1}f" "$1"; }
+READY2=$(fixed "$(median "${t2[@]}")") READY102=$(fixed "$(median "${t102[@]}")")
+STOP2=$(fixed "$(median "${s2[@]}")") STOP102=$(fixed "$(median "${s102[@]}")")
+PER_SERVER_KB=$(awk -v a="$RSS102" -v b="$IDLE_RSS" -v n="$EXTRA" 'BEGIN { printf "%.1f", (a - b) / n }')
+
+# ---------------------------------------------------------------- start both servers
+# wait_until_answering PID LOG URL [PATTERN]
+wait_until_answering() {
+    local pid=$1 log=$2 url=$3 pattern=${4:-} n
+    for ((n = 0; n < 300; n++)); do
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; die "$(basename "$log" .log) exited during start"; }
+        if [[ -z $pattern ]] || grep -q "$pattern" "$log"; then
+            curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$log" >&2
+    die "$(basename "$log" .log) did not answer $url within 30 s"
+}
+
+REF_PORT=
+for attempt in 1 2 3; do
+    free_port 18400; port=$PORT
+    : >"$OUT/reference.log"
+    "$REF" "$port" >"$OUT/reference.log" 2>&1 &
+    REF_PID=$!
+    PIDS+=("$REF_PID")
+    sleep 0.2
+    if kill -0 "$REF_PID" 2>/dev/null; then REF_PORT=$port; break; fi
+    wait "$REF_PID" || true
+    forget "$REF_PID"
+done
+[[ -n $REF_PORT ]] || { cat "$OUT/reference.log" >&2; die "the reference server failed to start"; }
+wait_until_answering "$REF_PID" "$OUT/reference.log" "http://$HOST:$REF_PORT/api/hello"
+
+free_port 18410; public=$PORT
+free_port 18430; admin=$PORT
+: >"$OUT/app.log"    # exists before the background process opens it
+"$APP" --public-port "$public" --admin-port "$admin" --bench-routes \
+    --log-level info --shutdown-timeout 10 >"$OUT/app.log" 2>&1 &
+APP_PID=$!
+PIDS+=("$APP_PID")
+for ((n = 0; n < 300; n++)); do
+    grep -q "ready: 2 servers listening" "$OUT/app.log" && break
+    kill -0 "$APP_PID" 2>/dev/null || { tail -n 20 "$OUT/app.log" >&2; die "the app exited during start"; }
+    sleep 0.1
+done
+APP_PORT=$(sed -n 's|.*public listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$OUT/app.log" | head -n 1)
+[[ -n $APP_PORT ]] || { tail -n 20 "$OUT/app.log" >&2; die "the app did not report its public port"; }
+wait_until_answering "$APP_PID" "$OUT/app.log" "http://$HOST:$APP_PORT/api/hello"
+REF_IDLE_RSS=$(rss_kb "$REF_PID")
+say "reference (pid $REF_PID) on $HOST:$REF_PORT, app (pid $APP_PID) on $HOST:$APP_PORT"
+
+# ---------------------------------------------------------------- correctness checks
+PAYLOAD_PREFIX='{"id":12345,"name":"benchmark","tags":["alpha","beta","gamma","delta"],"payload":"'
+PAYLOAD=$(head -c $((1024 - ${#PAYLOAD_PREFIX} - 2)) /dev/zero | tr '\0' 'x')
+BODY="$PAYLOAD_PREFIX$PAYLOAD\"}"
+cat >"$OUT/echo.lua" <<EOF
+-- generated by scripts/bench.sh: POST /bench/echo with a ${#BODY}-byte JSON body
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$BODY'
+EOF
+HELLO='{"message":"Hello from the public server!"}'
+
+# check NAME URL EXPECTED [curl args...]: 200, application/json, and a body containing EXPECTED
+# (the Swift encoder may order keys differently, so for the echo only the payload is compared).
+check() {
+    local name=$1 url=$2 expected=$3 got
+    shift 3
+    got=$(curl -sS --max-time 5 -o "$OUT/check.body" -w '%{http_code} %{content_type}' "$@" "$url") \
+        || die "$name: request to $url failed"
+    [[ $got == "200 application/json"* ]] || die "$name: $url answered '$got'"
+    grep -qF "$expected" "$OUT/check.body" || die "$name: unexpected body from $url: $(head -c 200 "$OUT/check.body")"
+}
+for target in reference app; do
+    if [[ $target == reference ]]; then port=$REF_PORT; else port=$APP_PORT; fi
+    base="http://$HOST:$port"
+    check "$target" "$base/api/hello" "$HELLO"
+    check "$target" "$base/bench/async" "$HELLO"
+    check "$target" "$base/bench/echo" "\"payload\":\"$PAYLOAD\"" -X POST -H 'Content-Type: application/json' --data-binary "$BODY"
+done
+
+# ---------------------------------------------------------------- wrk
+# run_wrk FILE URL DURATION [LUA]: sets W_RPS, W_P99 (ms), W_ERR, W_REQ.
+run_wrk() {
+    local file=$1 url=$2 duration=$3 lua=${4:-}
+    local args=(-t"$THREADS" -c"$CONNECTIONS" -d"${duration}s" --latency)
+    [[ -n $lua ]] && args+=(-s "$lua")
+    wrk "${args[@]}" "$url" >"$file" 2>&1 || { cat "$file" >&2; die "wrk failed against $url"; }
+    local parsed
+    parsed=$(awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0
+            if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v + 0 }
+        /^ +99% / { p99 = ms($2) }
+        / requests in / { req = $1 }
+        /Socket errors:/ { gsub(",", ""); err += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { err += $NF }
+        /^Requests\/sec:/ { rps = $2 }
+        END { if (rps == "" || p99 == "") exit 1; printf "%s %.3f %d %d\n", rps, p99, err, req }' "$file") \
+        || { cat "$file" >&2; die "cannot parse the wrk output for $url"; }
+    read -r W_RPS W_P99 W_ERR W_REQ <<<"$parsed"
+}
+
+TOTAL_ERRORS=0
+ERROR_RUNS=()
+count_errors() {   # count_errors ERRORS WHAT
+    if (($1 > 0)); then TOTAL_ERRORS=$((TOTAL_ERRORS + $1)); ERROR_RUNS+=("$2: $1 errors"); fi
+}
+
+SCENARIOS=(plain async echo)
+declare -A PATH_OF=([plain]=/api/hello [async]=/bench/async [echo]=/bench/echo)
+declare -A LUA_OF=([plain]= [async]= [echo]=$OUT/echo.lua)
+declare -A TITLE=([plain]="plain  GET /api/hello" [async]="async  GET /bench/async" [echo]="echo   POST /bench/echo (${#BODY} B JSON)")
+declare -A PORT_OF=([reference]=$REF_PORT [app]=$APP_PORT)
+declare -A MED_RPS MED_P99 ERRS ROUND_RPS
+GROWTH_BEFORE= GROWTH_AFTER= GROWTH_REQUESTS=0
+
+for scenario in "${SCENARIOS[@]}"; do
+    path=${PATH_OF[$scenario]} lua=${LUA_OF[$scenario]}
+    say "$scenario: warm-up ${WARMUP} s each, then $ROUNDS x (reference, app) x ${DURATION} s"
+    for target in reference app; do
+        run_wrk "$OUT/wrk-$scenario-$target-warmup.txt" "http://$HOST:${PORT_OF[$target]}$path" "$WARMUP" "$lua"
+        count_errors "$W_ERR" "$scenario warm-up $target"
+    done
+    [[ $scenario == plain ]] && GROWTH_BEFORE=$(rss_kb "$APP_PID")
+    declare -A rps=() p99=()
+    for target in reference app; do ERRS[$scenario.$target]=0 rps[$target]= p99[$target]=; done
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for target in reference app; do
+            run_wrk "$OUT/wrk-$scenario-$target-$round.txt" "http://$HOST:${PORT_OF[$target]}$path" "$DURATION" "$lua"
+            rps[$target]+="$W_RPS " p99[$target]+="$W_P99 "
+            ERRS[$scenario.$target]=$((${ERRS[$scenario.$target]} + W_ERR))
+            count_errors "$W_ERR" "$scenario round $round $target"
+            [[ $scenario == plain && $target == app ]] && GROWTH_REQUESTS=$((GROWTH_REQUESTS + W_REQ))
+            printf '    round %d %-9s %10.1f req/s  p99 %8.3f ms  errors %d\n' "$round" "$target" "$W_RPS" "$W_P99" "$W_ERR"
+        done
+    done
+    for target in reference app; do
+        # shellcheck disable=SC2086 # word splitting intended
+        MED_RPS[$scenario.$target]=$(median ${rps[$target]})
+        # shellcheck disable=SC2086
+        MED_P99[$scenario.$target]=$(median ${p99[$target]})
+        ROUND_RPS[$scenario.$target]=${rps[$target]% }
+    done
+    if [[ $scenario == plain ]]; then
+        # Top up with more /api/hello load on the app until the growth target is reached.
+        while ((GROWTH_REQUESTS < GROWTH_TARGET)); do
+            need_s=$(awk -v left=$((GROWTH_TARGET - GROWTH_REQUESTS)) -v rps="${MED_RPS[plain.app]}" \
+                'BEGIN { s = int(left / (rps > 1 ? rps : 1)) + 1; print (s > 60 ? 60 : s) }')
+            say "growth: $GROWTH_REQUESTS of $GROWTH_TARGET requests done; $need_s s more"
+            run_wrk "$OUT/wrk-growth-$GROWTH_REQUESTS.txt" "http://$HOST:$APP_PORT/api/hello" "$need_s"
+            count_errors "$W_ERR" "growth top-up"
+            GROWTH_REQUESTS=$((GROWTH_REQUESTS + W_REQ))
+        done
+        GROWTH_AFTER=$(rss_kb "$APP_PID")
+    fi
+done
+APP_LOADED_RSS=$(rss_kb "$APP_PID")
+
+# ---------------------------------------------------------------- stop both
+APP_ERROR_LINES=$(awk '$2 == "error" || $2 == "critical"' "$OUT/app.log" | wc -l)
+stop_process "$APP_PID"; APP_RC=$STOP_RC
+stop_process "$REF_PID"; REF_RC=$STOP_RC
+
+# ---------------------------------------------------------------- report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+GROWTH_KB=$((GROWTH_AFTER - GROWTH_BEFORE))
+GROWTH_MB=$(awk -v kb="$GROWTH_KB" 'BEGIN { printf "%.2f", kb / 1024 }')
+
+MD=""
+md() { MD+="$*"$'\n'; }
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+echo
+echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER"
+echo "Results ($MODE: $ROUNDS round(s) x ${DURATION} s per target, wrk -t$THREADS -c$CONNECTIONS, $(nproc) cores)"
+md "| scenario | target | req/s (median) | p99 ms (median) | errors | req/s vs C | p99 vs C |"
+md "|---|---|---:|---:|---:|---:|---:|"
+for scenario in "${SCENARIOS[@]}"; do
+    echo
+    echo "${TITLE[$scenario]}"
+    printf '  %-12s %14s %14s %8s %11s %10s\n' target "req/s (median)" "p99 (median)" errors "req/s vs C" "p99 vs C"
+    for target in reference app; do
+        k=$scenario.$target
+        label=$([[ $target == reference ]] && echo "C reference" || echo "Swift app")
+        rr=$(ratio "${MED_RPS[$k]}" "${MED_RPS[$scenario.reference]}")
+        pr=$(ratio "${MED_P99[$k]}" "${MED_P99[$scenario.reference]}")
+        printf '  %-12s %14.1f %11.3f ms %8d %10sx %9sx\n' "$label" "${MED_RPS[$k]}" "${MED_P99[$k]}" "${ERRS[$k]}" "$rr" "$pr"
+        md "| $scenario \`${PATH_OF[$scenario]}\` | $label | $(printf '%.0f' "${MED_RPS[$k]}") | $(printf '%.3f' "${MED_P99[$k]}") | ${ERRS[$k]} | ${rr}× | ${pr}× |"
+    done
+    if ((ROUNDS > 1)); then
+        echo "  rounds req/s  C: ${ROUND_RPS[$scenario.reference]}"
+        echo "                Swift: ${ROUND_RPS[$scenario.app]}"
+    fi
+done
+
+echo
+echo "Footprint and lifecycle (medians of $FOOTPRINT_RUNS starts)"
+EXTRAS=(
+    "idle RSS, 2-server app|$(mib "$IDLE_RSS") MB"
+    "idle RSS, C reference|$(mib "$REF_IDLE_RSS") MB"
+    "RSS growth, $GROWTH_REQUESTS requests to /api/hello|$GROWTH_MB MB ($(mib "$GROWTH_BEFORE") -> $(mib "$GROWTH_AFTER") MB)"
+    "RSS after all scenarios|$(mib "$APP_LOADED_RSS") MB"
+    "RSS, $((EXTRA + 2))-server app|$(mib "$RSS102") MB"
+    "RSS per extra server|$PER_SERVER_KB kB"
+    "start -> ready, 2 servers|$READY2 ms"
+    "start -> ready, $((EXTRA + 2)) servers|$READY102 ms"
+    "SIGTERM -> exit, 2 idle servers|$STOP2 ms"
+    "SIGTERM -> exit, $((EXTRA + 2)) idle servers|$STOP102 ms"
+)
+md ""
+md "| measurement | value |"
+md "|---|---:|"
+for row in "${EXTRAS[@]}"; do
+    printf '  %-48s %s\n' "${row%%|*}" "${row#*|}"
+    md "| ${row%%|*} | ${row#*|} |"
+done
+
+MISSED=0
+if [[ $MODE == full ]]; then
+    echo
+    echo "Targets"
+    md ""
+    md "| target | value | result |"
+    md "|---|---:|---|"
+    target_check() {   # target_check DESCRIPTION VALUE AWK_CONDITION(v)
+        local result
+        if awk -v v="$2" "BEGIN { exit !($3) }"; then result=PASS; else result=MISS; MISSED=$((MISSED + 1)); fi
+        printf '  %-4s  %-44s %s\n' "$result" "$1" "$2"
+        md "| $1 | $2 | $result |"
+    }
+    target_check "plain req/s >= 0.90x C" "$(ratio "${MED_RPS[plain.app]}" "${MED_RPS[plain.reference]}")" "v >= 0.90"
+    target_check "async req/s >= 0.75x C" "$(ratio "${MED_RPS[async.app]}" "${MED_RPS[async.reference]}")" "v >= 0.75"
+    for scenario in "${SCENARIOS[@]}"; do
+        target_check "$scenario p99 <= 1.5x C" "$(ratio "${MED_P99[$scenario.app]}" "${MED_P99[$scenario.reference]}")" "v <= 1.5"
+    done
+    target_check "idle RSS <= 12 MB" "$(mib "$IDLE_RSS")" "v <= 12"
+    target_check "RSS growth < 2 MB over 1M requests" "$GROWTH_MB" "v < 2"
+    target_check "$((EXTRA + 2)) servers listening < 250 ms" "$READY102" "v < 250"
+    target_check "idle SIGTERM -> exit < 100 ms" "$STOP2" "v < 100"
+else
+    echo
+    echo "(smoke mode: targets are not checked)"
+fi
+
+FAILED=0
+echo
+if ((TOTAL_ERRORS > 0)); then
+    echo "FAIL: $TOTAL_ERRORS request errors (${ERROR_RUNS[*]}); wrk output in .build/bench/" >&2; FAILED=1
+fi
+if ((APP_RC != 0)); then echo "FAIL: the app exited $APP_RC after SIGTERM (log: .build/bench/app.log)" >&2; FAILED=1; fi
+if ((REF_RC != 0)); then echo "FAIL: the reference exited $REF_RC after SIGTERM" >&2; FAILED=1; fi
+if ((APP_ERROR_LINES > 0)); then echo "FAIL: the app logged $APP_ERROR_LINES error lines (.build/bench/app.log)" >&2; FAILED=1; fi
+
+if [[ -n $MARKDOWN ]]; then
+    {
+        echo "Run: $STARTED_AT, \`$COMMAND_LINE\` ($ROUNDS round(s) × ${DURATION} s, wrk -t$THREADS -c$CONNECTIONS, $(nproc) cores)"
+        echo
+        echo "Load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER"
+        echo
+        printf '%s' "$MD"
+    } >"$MARKDOWN"
+    echo "markdown written to $MARKDOWN"
+fi
+echo "done in ${SECONDS} s after the build"
+((FAILED == 0)) || exit 1
+((STRICT == 0 || MISSED == 0)) || { echo "FAIL: $MISSED target(s) missed (--strict)" >&2; exit 1; }
+exit 0
