@@ -76,8 +76,11 @@ PY
 }
 
 # hold PORT...: keep ports busy with a listener in the background; sets HOLDER.
+HOLDS=0
 hold() {
-    python3 - "$@" >"$WORK/holder.out" 2>&1 <<'PY' &
+    HOLDS=$((HOLDS + 1))
+    local out="$WORK/holder.$HOLDS.out"
+    python3 - "$@" >"$out" 2>&1 <<'PY' &
 import socket, sys, time
 socks = []
 for p in sys.argv[1:]:
@@ -87,7 +90,7 @@ time.sleep(120)
 PY
     HOLDER=$!
     PIDS+=("$HOLDER")
-    for _ in $(seq 100); do grep -q holding "$WORK/holder.out" 2>/dev/null && return 0; sleep 0.05; done
+    for _ in $(seq 100); do grep -q holding "$out" 2>/dev/null && return 0; sleep 0.05; done
     echo "could not hold ports $*" >&2; return 1
 }
 
@@ -106,6 +109,17 @@ start() {
         sleep 0.05
     done
     return 1
+}
+
+# wait_exit PID SECONDS: wait for a process to exit on its own; kill it after SECONDS.
+# Sets EXIT_CODE ("timeout" if it had to be killed).
+wait_exit() {
+    local pid=$1 limit=$(($2 * 20)) i
+    for ((i = 0; i < limit; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; EXIT_CODE=timeout; return
+    fi
+    wait "$pid"; EXIT_CODE=$?
 }
 
 # stop_with SIGNAL: send it, wait up to 5 s; sets EXIT_CODE and STOP_MS.
@@ -192,9 +206,8 @@ echo "== all ports busy"
 hold $(seq "$P" $((P + 9)))
 "$APP" --public-port "$P" --admin-port $((P + 10)) >"$WORK/busy.log" 2>"$WORK/busy.err" &
 APP_PID=$!; PIDS+=("$APP_PID")
-EXIT_CODE=; for _ in $(seq 100); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.05; done
-wait "$APP_PID"; EXIT_CODE=$?
-check "non-zero exit (got $EXIT_CODE)" test "$EXIT_CODE" -ne 0
+wait_exit "$APP_PID" 10
+check "non-zero exit (got $EXIT_CODE)" bash -c "[[ '$EXIT_CODE' != 0 && '$EXIT_CODE' != timeout ]]"
 check "one clear message on stderr naming server, host and ports" bash -c \
     "[[ \$(wc -l < '$WORK/busy.err') == 1 ]] && grep -q \"server 'public' on 127.0.0.1\" '$WORK/busy.err' && grep -q '$P, $((P + 1)),' '$WORK/busy.err' && grep -q '$((P + 9))' '$WORK/busy.err'"
 check "nothing left bound" bash -c "$(declare -f refused); refused $((P + 10))"
@@ -203,8 +216,8 @@ release
 hold $(seq $((P + 11)) $((P + 20)))
 "$APP" --public-port "$P" --admin-port $((P + 11)) >"$WORK/rollback.log" 2>"$WORK/rollback.err" &
 APP_PID=$!; PIDS+=("$APP_PID")
-wait "$APP_PID"; EXIT_CODE=$?
-check "admin busy -> non-zero exit (got $EXIT_CODE)" test "$EXIT_CODE" -ne 0
+wait_exit "$APP_PID" 10
+check "admin busy -> non-zero exit (got $EXIT_CODE)" bash -c "[[ '$EXIT_CODE' != 0 && '$EXIT_CODE' != timeout ]]"
 check "admin busy -> message names admin" grep -q "server 'admin' on 127.0.0.1" "$WORK/rollback.err"
 check "admin busy -> public's port was released" bash -c "$(declare -f refused); refused $P"
 release
@@ -236,10 +249,9 @@ PY
     sleep 0.3
     check "new connections refused during the drain" bash -c "$(declare -f refused); refused $P && refused $A"
     check "the app is still draining" kill -0 "$APP_PID"
-    wait "$SLOW"
+    wait_exit "$SLOW" 15
     check "the in-flight request completes with 200" grep -q "status 200" "$WORK/slow.out"
-    for _ in $(seq 100); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.05; done
-    wait "$APP_PID"; EXIT_CODE=$?
+    wait_exit "$APP_PID" 10
     check "then exit 0" test "$EXIT_CODE" = 0
 else
     fail "start for the drain case" "$(cat "$ERR")"

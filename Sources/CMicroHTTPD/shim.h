@@ -61,6 +61,15 @@ mhds_connection_client_address(struct MHD_Connection *connection)
     return info == NULL ? NULL : info->client_addr;
 }
 
+/// The per-connection pointer set by the connection-notify callback, or NULL.
+static inline void *
+mhds_connection_socket_context(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info == NULL ? NULL : info->socket_context;
+}
+
 /// Overrides the idle timeout of one connection (seconds, 0 = daemon default).
 static inline enum MHD_Result
 mhds_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds)

@@ -75,6 +75,11 @@ public struct ServerConfig: Sendable, Hashable {
         /// How long a connection may stay idle (no bytes received or sent) before it is closed.
         /// Default 30 seconds; whole seconds, at least one.
         public var connectionTimeout: Duration
+        /// The longest a connection may take to send a request's headers, counted from when it
+        /// connected or finished its previous request. Unlike ``connectionTimeout`` this is not
+        /// reset by each byte, so a client dribbling its headers (slowloris) is cut off. Default
+        /// 30 seconds.
+        public var requestHeaderTimeout: Duration
         /// The largest request body accepted; a larger one is answered with 413. Default 1 MiB.
         public var maxBodySize: Int
         /// Memory for one connection's request line, headers and write buffer; requests whose
@@ -88,6 +93,7 @@ public struct ServerConfig: Sendable, Hashable {
             maxConnections: Int = 1024,
             maxConnectionsPerIP: Int = 256,
             connectionTimeout: Duration = .seconds(30),
+            requestHeaderTimeout: Duration = .seconds(30),
             maxBodySize: Int = 1 << 20,
             connectionMemory: Int = 64 << 10,
             listenBacklog: Int = 1024
@@ -95,6 +101,7 @@ public struct ServerConfig: Sendable, Hashable {
             self.maxConnections = maxConnections
             self.maxConnectionsPerIP = maxConnectionsPerIP
             self.connectionTimeout = connectionTimeout
+            self.requestHeaderTimeout = requestHeaderTimeout
             self.maxBodySize = maxBodySize
             self.connectionMemory = connectionMemory
             self.listenBacklog = listenBacklog

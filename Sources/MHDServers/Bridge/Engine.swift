@@ -35,6 +35,7 @@ final class Engine: @unchecked Sendable {
     private let draining = Atomic<Bool>(false)
     private let registry = Mutex(Registry())
     private let lastEngineMessage = Mutex<String?>(nil)
+    private let connections: ConnectionWatch
 
     /// Connections suspended while their handler task runs.
     struct Registry {
@@ -50,6 +51,8 @@ final class Engine: @unchecked Sendable {
         self.responder = responder
         self.logger = logger
         self.stats = stats
+        self.connections = ConnectionWatch(
+            timeout: config.limits.requestHeaderTimeout, logger: logger, name: config.name)
     }
 
     // MARK: Lifecycle
@@ -63,6 +66,7 @@ final class Engine: @unchecked Sendable {
             .init(option: .NOTIFY_COMPLETED, value: unsafeBitCast(completedCallback, to: Int.self), ptr_value: me),
             .init(option: .EXTERNAL_LOGGER, value: unsafeBitCast(logCallback, to: Int.self), ptr_value: me),
             .init(option: .URI_LOG_CALLBACK, value: unsafeBitCast(uriCallback, to: Int.self), ptr_value: me),
+            .init(option: .NOTIFY_CONNECTION, value: unsafeBitCast(connectionCallback, to: Int.self), ptr_value: me),
             .init(option: .CONNECTION_TIMEOUT, value: Int(limits.timeoutSeconds), ptr_value: nil),
             .init(option: .CONNECTION_LIMIT, value: max(1, limits.maxConnections), ptr_value: nil),
             .init(option: .PER_IP_CONNECTION_LIMIT, value: max(0, limits.maxConnectionsPerIP), ptr_value: nil),
@@ -173,6 +177,8 @@ final class Engine: @unchecked Sendable {
             // Headers-only callback: only early rejections are answered here (a response queued
             // now makes the engine drop keep-alive).
             context.phase = .receiving
+            Engine.connectionState(connection)?.headersComplete()
+            if RequestGuard.hasRawNUL(context, url: url, version: version) { context.invalidTarget = true }
             context.headers = Engine.headers(of: connection)
             if let rejection = RequestGuard.check(context, limits: config.limits) {
                 return queue(rejection, on: context, close: true)
@@ -297,8 +303,31 @@ final class Engine: @unchecked Sendable {
         guard let slot, let raw = slot.pointee else { return }
         slot.pointee = nil
         let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
+        Engine.connectionState(context.connection)?.requestComplete()
         let finished = code == .REQUEST_TERMINATED_COMPLETED_OK
         stats.ended(status: finished ? context.status : 0, nanoseconds: Monotonic.nanoseconds() &- context.startedAt)
+    }
+
+    fileprivate func connection(
+        _ connection: OpaquePointer, _ slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+        _ code: MHD_ConnectionNotificationCode
+    ) {
+        switch code {
+        case .CONNECTION_NOTIFY_STARTED:
+            let state = ConnectionState(fd: mhds_connection_fd(connection))
+            slot.pointee = Unmanaged.passRetained(state).toOpaque()
+            connections.opened(state)
+        default:
+            guard let raw = slot.pointee else { return }
+            slot.pointee = nil
+            connections.closed(Unmanaged<ConnectionState>.fromOpaque(raw).takeRetainedValue())
+        }
+    }
+
+    static func connectionState(_ connection: OpaquePointer) -> ConnectionState? {
+        mhds_connection_socket_context(connection).map {
+            Unmanaged<ConnectionState>.fromOpaque($0).takeUnretainedValue()
+        }
     }
 
     fileprivate func engineMessage(_ text: String) {
@@ -341,7 +370,11 @@ final class Engine: @unchecked Sendable {
     /// drain waits for it). The raw target is checked before the engine decodes it.
     fileprivate func began(_ connection: OpaquePointer, target: UnsafePointer<CChar>?) -> UnsafeMutableRawPointer {
         let context = RequestContext(connection: connection)
-        context.invalidTarget = RequestGuard.hasEncodedNUL(target)
+        if let target {
+            context.rawTarget = target
+            context.rawTargetLength = strlen(target)
+            context.invalidTarget = RequestGuard.hasEncodedNUL(target)
+        }
         stats.began()
         return Unmanaged.passRetained(context).toOpaque()
     }
@@ -402,6 +435,11 @@ private let uriCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer
     cls, uri, connection in
     guard let cls, let connection else { return nil }
     return Unmanaged<Engine>.fromOpaque(cls).takeUnretainedValue().began(connection, target: uri)
+}
+
+private let connectionCallback: MHD_NotifyConnectionCallback = { cls, connection, slot, code in
+    guard let cls, let connection, let slot else { return }
+    Unmanaged<Engine>.fromOpaque(cls).takeUnretainedValue().connection(connection, slot, code)
 }
 
 private let logCallback: MHD_LogCallback = { cls, format, arguments in

@@ -19,6 +19,10 @@ final class RequestContext: @unchecked Sendable {
     var body: [UInt8] = []
     var bodyOverflow = false
     var invalidTarget = false
+    /// The raw request target as the URI callback saw it (a pointer into the engine's buffer,
+    /// compared by address only).
+    var rawTarget: UnsafePointer<CChar>?
+    var rawTargetLength = 0
     var phase: Phase = .created
     var status = 0
     var fd: Int32 = -1

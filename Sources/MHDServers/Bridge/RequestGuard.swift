@@ -55,6 +55,15 @@ enum RequestGuard {
         return false
     }
 
+    /// Whether the request line had a raw NUL byte inside its target. The engine cuts the target
+    /// at such a byte and would route `/admin\0/../x` as `/admin`. Its request-line parser leaves
+    /// the version right behind the target's terminating NUL; a NUL inside the target puts more
+    /// bytes in between. Both pointers point into the engine's read buffer.
+    static func hasRawNUL(_ context: RequestContext, url: UnsafePointer<CChar>, version: UnsafePointer<CChar>) -> Bool {
+        guard let raw = context.rawTarget, raw == url else { return false }
+        return raw + context.rawTargetLength + 1 != version
+    }
+
     /// `text` without leading and trailing spaces and tabs.
     private static func trimmed(_ text: Substring) -> String {
         var text = text

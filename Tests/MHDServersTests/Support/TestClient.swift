@@ -95,6 +95,12 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Everything the server sends until it closes or the read times out, as text.
+    func readAll() -> String {
+        while (try? fill()) != nil {}
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
     /// Reads one response; `head` = the request was HEAD (no body follows).
     func readResponse(head: Bool = false) throws -> RawResponse {
         var headerEnd: Int?
