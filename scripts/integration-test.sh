@@ -258,6 +258,102 @@ else
 fi
 
 echo
+echo "== SIGTERM under load"
+if start load --public-port "$P" --admin-port "$A"; then
+    # 16 keep-alive clients hammer /api/hello; SIGTERM lands 1 s in. Every request sent before
+    # the signal must get a complete 200; afterwards connections are refused.
+    python3 - "$P" "$APP_PID" >"$WORK/load.out" 2>&1 <<'PY'
+import os, signal, socket, sys, threading, time
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+lock = threading.Lock()
+stats = {"before_ok": 0, "before_bad": 0, "after_ok": 0, "refused_after": 0, "errors_after": 0}
+signalled_at = [None]
+stop_at = time.monotonic() + 4
+
+def read_response(sock):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None, False
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(b":") for l in lines[1:])}
+    length = int(headers.get(b"content-length", b"0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None, False
+        rest += chunk
+    return (status if len(rest) == length else None), headers.get(b"connection", b"").lower() == b"close"
+
+def client():
+    sock = None
+    while time.monotonic() < stop_at:
+        if sock is None:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            except OSError:
+                with lock:
+                    if signalled_at[0] is not None: stats["refused_after"] += 1
+                if signalled_at[0] is not None:
+                    return
+                time.sleep(0.01); continue
+        sent = time.monotonic()
+        before = signalled_at[0] is None
+        try:
+            sock.sendall(b"GET /api/hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, close = read_response(sock)
+        except OSError:
+            status, close = None, True
+        with lock:
+            if before:
+                stats["before_ok" if status == 200 else "before_bad"] += 1
+            else:
+                stats["after_ok" if status == 200 else "errors_after"] += 1
+        if close or status is None:
+            sock.close(); sock = None
+
+threads = [threading.Thread(target=client) for _ in range(16)]
+for t in threads: t.start()
+time.sleep(1)
+with lock:
+    signalled_at[0] = time.monotonic()
+os.kill(pid, signal.SIGTERM)
+for t in threads: t.join()
+print(" ".join(f"{k}={v}" for k, v in stats.items()))
+PY
+    cat "$WORK/load.out" | sed 's/^/    /'
+    check "requests sent before SIGTERM all completed with 200" bash -c \
+        "grep -q 'before_bad=0 ' '$WORK/load.out' && ! grep -q 'before_ok=0 ' '$WORK/load.out'"
+    check "new connections refused after SIGTERM" bash -c "! grep -q 'refused_after=0 ' '$WORK/load.out'"
+    wait_exit "$APP_PID" 12
+    check "exit 0 within the deadline" test "$EXIT_CODE" = 0
+else
+    fail "start for the load case" "$(cat "$ERR")"
+fi
+
+echo
+echo "== admin bearer token"
+if APP_ADMIN_TOKEN=s3cret-t0ken start token --public-port "$P" --admin-port "$A"; then
+    check "admin route without token -> 401" bash -c \
+        "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$A/admin/metrics) == 401 ]]"
+    check "admin route with a wrong token -> 401" bash -c \
+        "[[ \$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer nope' http://127.0.0.1:$A/admin/config) == 401 ]]"
+    check "admin route with the token -> 200" bash -c \
+        "[[ \$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer s3cret-t0ken' http://127.0.0.1:$A/admin/metrics) == 200 ]]"
+    check "config says how, never the token" bash -c \
+        "out=\$(curl -s -H 'Authorization: Bearer s3cret-t0ken' http://127.0.0.1:$A/admin/config); [[ \$out == *'bearer token'* && \$out != *s3cret* ]]"
+    check "public routes need no token" json "http://127.0.0.1:$P/api/hello" "'message' in d"
+    stop_with TERM
+    check "the token never appears in the logs" bash -c "! grep -q s3cret '$LOG' '$ERR'"
+else
+    fail "start with a token" "$(cat "$ERR")"
+fi
+
+echo
 echo "== second signal stops at once"
 if start second --public-port "$P" --admin-port "$A" --bench-routes --shutdown-timeout 30; then
     python3 - "$P" >"$WORK/stuck.out" 2>&1 <<'PY' &

@@ -28,6 +28,7 @@ public struct Router: HTTPHandler {
     /// The result of looking a request up.
     enum Resolution {
         case handler(Handler)
+        case answered(Response)
         case notFound
         case methodNotAllowed(allow: String)
     }
@@ -51,6 +52,7 @@ public struct Router: HTTPHandler {
     /// Exact paths without parameters, for a single dictionary lookup on the hot path.
     private var exact: [String: [HTTPMethod: Handler]] = [:]
     private var root = Node()
+    private var interceptors: [@Sendable (Request) -> Response?] = []
 
     /// Creates an empty router.
     public init() {}
@@ -129,13 +131,54 @@ public struct Router: HTTPHandler {
         on(.delete, path, use: handler)
     }
 
-    /// Adds every route of `other` under `prefix`.
+    /// Runs `check` before every request this router sees, matched or not, in the order added.
+    /// Returning a response answers the request with it; returning `nil` lets it through.
+    /// Interceptors run inline, so they must be quick and must not block.
+    ///
+    /// ```swift
+    /// router.intercept { request in
+    ///     request.headers["X-Api-Key"] == key ? nil : .error(.unauthorized)
+    /// }
+    /// ```
+    public mutating func intercept(_ check: @escaping @Sendable (Request) -> Response?) {
+        interceptors.append(check)
+    }
+
+    /// Answers 401 (with `WWW-Authenticate: Bearer`) to every request without
+    /// `Authorization: Bearer <token>`. The comparison takes the same time whatever the
+    /// mismatch, and the token is never logged or echoed.
+    ///
+    /// ```swift
+    /// if let token = ProcessInfo.processInfo.environment["ADMIN_TOKEN"] {
+    ///     router.requireBearerToken(token)
+    /// }
+    /// ```
+    public mutating func requireBearerToken(_ token: String, realm: String = "admin") {
+        let expected = Array(token.utf8)
+        var denied = Response.error(.unauthorized, message: "a valid bearer token is required")
+        denied.headers["WWW-Authenticate"] = "Bearer realm=\"\(realm)\""
+        let answer = denied.reusable()
+        intercept { request in
+            guard let header = request.headers["Authorization"] else { return answer }
+            let bytes = Array(header.utf8)
+            let prefix = Array("Bearer ".utf8)
+            guard bytes.count >= prefix.count,
+                zip(bytes.prefix(prefix.count), prefix).allSatisfy({ ($0 | 0x20) == ($1 | 0x20) })
+            else { return answer }
+            return constantTimeEquals(Array(bytes.dropFirst(prefix.count)), expected) ? nil : answer
+        }
+    }
+
+    /// Adds every route of `other` under `prefix`. Interceptors of `other` (such as
+    /// ``requireBearerToken(_:realm:)``) then apply to this whole router: mounting never
+    /// drops a check.
     ///
     /// ```swift
     /// var api = Router(); api.get("/hello") { _ in .text("hi") }
     /// router.mount("/api", api)      // GET /api/hello
     /// ```
     public mutating func mount(_ prefix: String, _ other: Router) {
+        interceptors += other.interceptors
         for (path, handlers) in other.routes() {
             for (method, handler) in handlers { add(method, Self.join(prefix, path), handler) }
         }
@@ -197,6 +240,9 @@ public struct Router: HTTPHandler {
 
     /// Finds the handler for `request`, filling in `request.parameters`.
     func resolve(_ request: inout Request) -> Resolution {
+        for check in interceptors {
+            if let response = check(request) { return .answered(response) }
+        }
         if let handlers = exact[request.path] ?? exact[Self.normalize(request.path)] {
             return Self.pick(handlers, request.method)
         }
@@ -264,6 +310,7 @@ public struct Router: HTTPHandler {
         switch resolve(&request) {
         case .handler(.sync(let handler)): return try handler(request)
         case .handler(.async(let handler)): return try await handler(request)
+        case .answered(let response): return response
         case .notFound: return Router.notFoundResponse
         case .methodNotAllowed(let allow): return Router.methodNotAllowed(allow: allow)
         }
@@ -276,4 +323,17 @@ public struct Router: HTTPHandler {
         response.headers["Allow"] = allow
         return response
     }
+}
+
+/// Compares two byte strings in time that depends only on their lengths, not on where they differ.
+func constantTimeEquals(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+    var difference = UInt8(truncatingIfNeeded: lhs.count ^ rhs.count)
+    if lhs.count != rhs.count { difference |= 1 }
+    let count = max(lhs.count, rhs.count)
+    for index in 0..<count {
+        let a = index < lhs.count ? lhs[index] : 0
+        let b = index < rhs.count ? rhs[index] : 0
+        difference |= a ^ b
+    }
+    return difference == 0
 }

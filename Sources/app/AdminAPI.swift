@@ -3,8 +3,11 @@ import MHDServers
 /// The admin server: live figures and the effective configuration of every server.
 struct AdminAPI: ServerLifecycle {
     let shutdownTimeout: Double
+    /// When set, every admin route requires `Authorization: Bearer <token>`.
+    let token: String?
 
     func registerRoutes(on router: inout Router, context: ServerContext) {
+        if let token { router.requireBearerToken(token) }
         router.get("/admin/metrics") { _ in
             try .json(Metrics(servers: (context.manager?.servers ?? []).map(Metrics.Server.init)))
         }
@@ -12,6 +15,7 @@ struct AdminAPI: ServerLifecycle {
             try .json(
                 Config(
                     shutdownTimeoutSeconds: shutdownTimeout,
+                    adminAuthentication: token == nil ? "none" : "bearer token",
                     servers: (context.manager?.servers ?? []).map(Config.Server.init)))
         }
     }
@@ -58,6 +62,8 @@ struct AdminAPI: ServerLifecycle {
 
     struct Config: Encodable {
         var shutdownTimeoutSeconds: Double
+        /// How admin routes are protected; never the secret itself.
+        var adminAuthentication: String
         var servers: [Server]
 
         struct Server: Encodable {
@@ -80,6 +86,7 @@ struct AdminAPI: ServerLifecycle {
                 self.limits = Limits(
                     maxConnections: limits.maxConnections, maxConnectionsPerIP: limits.maxConnectionsPerIP,
                     connectionTimeoutSeconds: limits.connectionTimeout.components.seconds,
+                    requestHeaderTimeoutSeconds: limits.requestHeaderTimeout.components.seconds,
                     maxBodyBytes: limits.maxBodySize, connectionMemoryBytes: limits.connectionMemory,
                     listenBacklog: limits.listenBacklog)
             }
@@ -89,6 +96,7 @@ struct AdminAPI: ServerLifecycle {
             var maxConnections: Int
             var maxConnectionsPerIP: Int
             var connectionTimeoutSeconds: Int64
+            var requestHeaderTimeoutSeconds: Int64
             var maxBodyBytes: Int
             var connectionMemoryBytes: Int
             var listenBacklog: Int

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import MHDServers
 
@@ -36,6 +37,12 @@ struct App: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(
+        help: ArgumentHelp(
+            "Require 'Authorization: Bearer TOKEN' on every admin route.",
+            discussion: "Prefer the APP_ADMIN_TOKEN environment variable: command lines are visible to other users."))
+    var adminToken: String?
+
     @Option(help: "Extra copies of the public API on ephemeral ports (footprint and startup benchmarks).")
     var extraServers = 0
 
@@ -50,6 +57,12 @@ struct App: AsyncParsableCommand {
             throw ValidationError("--\(name)-port must be between 0 and 65526 (it has nine fallbacks)")
         }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must not be negative") }
+    }
+
+    /// The admin token from `--admin-token` or `APP_ADMIN_TOKEN` (an empty value means none).
+    var resolvedAdminToken: String? {
+        let token = adminToken ?? ProcessInfo.processInfo.environment["APP_ADMIN_TOKEN"]
+        return token?.isEmpty == false ? token : nil
     }
 
     func run() async throws {
@@ -67,7 +80,7 @@ struct App: AsyncParsableCommand {
                 lifecycle: PublicAPI(benchRoutes: benchRoutes)),
             Server(
                 config: ServerConfig(name: "admin", host: adminHost, port: adminPort, ports: adminPort..<(adminPort + 10)),
-                lifecycle: AdminAPI(shutdownTimeout: shutdownTimeout)),
+                lifecycle: AdminAPI(shutdownTimeout: shutdownTimeout, token: resolvedAdminToken)),
         ] + (0..<max(0, extraServers)).map { index in
             Server(
                 config: ServerConfig(name: "extra-\(index + 1)", host: host, port: 0),

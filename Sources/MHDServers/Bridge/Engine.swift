@@ -229,6 +229,8 @@ final class Engine: @unchecked Sendable {
                 return queue(response, on: context)
             case .handler(.async(let handler)):
                 return suspend(context, request, handler)
+            case .answered(let response):
+                return queue(response, on: context)
             case .notFound:
                 return queue(Router.notFoundResponse, on: context)
             case .methodNotAllowed(let allow):
