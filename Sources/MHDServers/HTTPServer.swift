@@ -41,6 +41,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         var shutdownWaiter: CheckedContinuation<Void, Never>?
         var drainDeadline: ContinuousClock.Instant?
         var forceStop = false
+        var notReady = false
         var stopped = false
     }
 
@@ -198,6 +199,19 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         }
         engine?.quiesce()
     }
+
+    /// Makes the readiness probe answer 503 while the server still accepts (the first step of
+    /// a shutdown with a drain delay).
+    func markNotReady() {
+        let engine = state.withLock { state -> Engine? in
+            state.notReady = true
+            return state.engine
+        }
+        engine?.notReady.store(true, ordering: .relaxed)
+    }
+
+    /// Whether a shutdown has begun (the readiness probe answers 503).
+    public var isShuttingDown: Bool { state.withLock { $0.notReady || $0.drainDeadline != nil } }
 
     /// Stops accepting and lets `run()` proceed to the drain (idempotent).
     func beginShutdown() {

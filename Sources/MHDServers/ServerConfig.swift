@@ -25,6 +25,9 @@ public struct ServerConfig: Sendable, Hashable {
     public var limits: Limits
     /// Threads serving this server's connections; `nil` uses one per CPU core.
     public var threadCount: Int?
+    /// Liveness and readiness routes, answered before any other route or interceptor (probes
+    /// carry no credentials). Off unless set.
+    public var health: HealthChecks?
 
     /// Creates a configuration.
     ///
@@ -37,7 +40,8 @@ public struct ServerConfig: Sendable, Hashable {
         port: Int,
         ports: some Sequence<Int> = [Int](),
         limits: Limits = Limits(),
-        threadCount: Int? = nil
+        threadCount: Int? = nil,
+        health: HealthChecks? = nil
     ) {
         self.name = name
         self.host = host
@@ -45,6 +49,30 @@ public struct ServerConfig: Sendable, Hashable {
         self.ports = Array(ports)
         self.limits = limits
         self.threadCount = threadCount
+        self.health = health
+    }
+
+    /// Probe routes for load balancers and orchestrators.
+    ///
+    /// The liveness route answers 200 `{"status":"alive"}` while the process serves. The
+    /// readiness route answers 200 `{"status":"ready"}`, and 503 `{"status":"draining"}` from
+    /// the moment a graceful shutdown starts, so traffic is steered away before the drain ends.
+    ///
+    /// ```swift
+    /// var config = ServerConfig(name: "public", port: 3400)
+    /// config.health = .init()                 // GET /healthz, GET /readyz
+    /// ```
+    public struct HealthChecks: Sendable, Hashable {
+        /// The liveness path. Default `/healthz`.
+        public var livenessPath: String
+        /// The readiness path. Default `/readyz`.
+        public var readinessPath: String
+
+        /// Creates probe routes at the given paths.
+        public init(livenessPath: String = "/healthz", readinessPath: String = "/readyz") {
+            self.livenessPath = livenessPath
+            self.readinessPath = readinessPath
+        }
     }
 
     /// The ports a bind will try, in order, without repeats: ``port`` then ``ports``.

@@ -35,6 +35,9 @@ public final class ServerManager: Sendable {
     public let logger: Logger
     /// How long in-flight requests may take to finish once shutdown starts.
     public let shutdownTimeout: Duration
+    /// How long servers keep accepting after a shutdown starts while their readiness probes
+    /// already answer 503 (time for a load balancer to notice). Default zero: stop at once.
+    public let drainDelay: Duration
 
     private let state = Mutex(State())
     /// Ports taken by this manager's servers; held while binding so overlapping ranges resolve
@@ -51,6 +54,7 @@ public final class ServerManager: Sendable {
         var shutdownCallbacks: [@Sendable () async -> Void] = []
         var startWaiters: [CheckedContinuation<[ServerInfo], any Error>] = []
         var startFailure: (any Error)?
+        var forcedStop = false
     }
 
     struct Managed: Sendable {
@@ -64,9 +68,15 @@ public final class ServerManager: Sendable {
     /// - Parameters:
     ///   - logger: where the manager and its servers log.
     ///   - shutdownTimeout: the drain deadline for in-flight requests (default 10 seconds).
-    public init(logger: Logger = Logger(label: "MHDServers"), shutdownTimeout: Duration = .seconds(10)) {
+    ///   - drainDelay: how long to keep accepting, with readiness probes answering 503, before
+    ///     new connections are refused (default zero; a few seconds behind a load balancer).
+    public init(
+        logger: Logger = Logger(label: "MHDServers"), shutdownTimeout: Duration = .seconds(10),
+        drainDelay: Duration = .zero
+    ) {
         self.logger = logger
         self.shutdownTimeout = shutdownTimeout
+        self.drainDelay = drainDelay
     }
 
     // MARK: Running
@@ -344,15 +354,24 @@ public final class ServerManager: Sendable {
         }
     }
 
-    /// Called by the coordinator when the group begins its graceful shutdown: every server
-    /// stops accepting now, all against one drain deadline.
-    func beginDrain() {
-        let deadline = ContinuousClock.now.advanced(by: shutdownTimeout)
+    /// Called by the coordinator when the group begins its graceful shutdown: readiness probes
+    /// turn 503 at once; after the drain delay every server stops accepting, all against one
+    /// drain deadline.
+    func beginDrain() async {
         let servers = state.withLock { state -> [Managed] in
             state.phase = .shuttingDown
             state.shutdownRequested = true
             return state.servers
         }
+        for entry in servers { entry.server.markNotReady() }
+        if drainDelay > .zero {
+            logger.info("shutting down: not ready; still accepting for \(drainDelay)")
+            let until = ContinuousClock.now.advanced(by: drainDelay)
+            while ContinuousClock.now < until && !state.withLock({ $0.forcedStop }) {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        let deadline = ContinuousClock.now.advanced(by: shutdownTimeout)
         logger.info("shutting down: no new connections; draining in-flight requests", metadata: [
             "servers": "\(servers.count)", "deadline": "\(shutdownTimeout)",
         ])
@@ -361,7 +380,11 @@ public final class ServerManager: Sendable {
 
     /// Ends the drain at once for every server.
     func stopAllNow() {
-        for entry in state.withLock({ $0.servers }) { entry.server.stopNow() }
+        let servers = state.withLock { state -> [Managed] in
+            state.forcedStop = true
+            return state.servers
+        }
+        for entry in servers { entry.server.stopNow() }
     }
 
     private func finishRun(_ managed: [Managed]) async {
@@ -400,7 +423,7 @@ struct ShutdownCoordinator: Service {
     func run() async throws {
         do {
             try await gracefulShutdown()
-            manager.beginDrain()
+            await manager.beginDrain()
         } catch {
             // Cancelled: the servers are cancelled too and stop at once.
         }

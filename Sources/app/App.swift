@@ -34,6 +34,9 @@ struct App: AsyncParsableCommand {
     @Option(help: "Seconds in-flight requests may take to finish after SIGTERM/SIGINT.")
     var shutdownTimeout: Double = 10
 
+    @Option(help: "Seconds to keep accepting after SIGTERM while /readyz answers 503 (for load balancers).")
+    var drainDelay: Double = 0
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -57,6 +60,7 @@ struct App: AsyncParsableCommand {
             throw ValidationError("--\(name)-port must be between 0 and 65526 (it has nine fallbacks)")
         }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must not be negative") }
+        guard drainDelay >= 0 else { throw ValidationError("--drain-delay must not be negative") }
     }
 
     /// The admin token from `--admin-token` or `APP_ADMIN_TOKEN` (an empty value means none).
@@ -73,13 +77,18 @@ struct App: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "app")
-        let manager = ServerManager(logger: logger, shutdownTimeout: .milliseconds(Int(shutdownTimeout * 1000)))
+        let manager = ServerManager(
+            logger: logger, shutdownTimeout: .milliseconds(Int(shutdownTimeout * 1000)),
+            drainDelay: .milliseconds(Int(drainDelay * 1000)))
+        let health = ServerConfig.HealthChecks()
         let servers = [
             Server(
-                config: ServerConfig(name: "public", host: host, port: publicPort, ports: publicPort..<(publicPort + 10)),
+                config: ServerConfig(
+                    name: "public", host: host, port: publicPort, ports: publicPort..<(publicPort + 10), health: health),
                 lifecycle: PublicAPI(benchRoutes: benchRoutes)),
             Server(
-                config: ServerConfig(name: "admin", host: adminHost, port: adminPort, ports: adminPort..<(adminPort + 10)),
+                config: ServerConfig(
+                    name: "admin", host: adminHost, port: adminPort, ports: adminPort..<(adminPort + 10), health: health),
                 lifecycle: AdminAPI(shutdownTimeout: shutdownTimeout, token: resolvedAdminToken)),
         ] + (0..<max(0, extraServers)).map { index in
             Server(

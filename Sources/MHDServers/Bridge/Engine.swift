@@ -33,6 +33,8 @@ final class Engine: @unchecked Sendable {
     private var daemon: OpaquePointer?
     private var quiesced = false
     private let draining = Atomic<Bool>(false)
+    /// Set when a graceful shutdown starts: the readiness probe answers 503 from then on.
+    let notReady = Atomic<Bool>(false)
     private let registry = Mutex(Registry())
     private let lastEngineMessage = Mutex<String?>(nil)
     private let connections: ConnectionWatch
@@ -100,6 +102,7 @@ final class Engine: @unchecked Sendable {
     /// Stops accepting: the listening socket leaves the engine and is shut down, so new clients
     /// are refused at once. Requests in progress go on; their responses close the connection.
     func quiesce() {
+        notReady.store(true, ordering: .relaxed)
         draining.store(true, ordering: .relaxed)
         guard let daemon, !quiesced else { return }
         quiesced = true
@@ -216,6 +219,12 @@ final class Engine: @unchecked Sendable {
             return queue(RequestGuard.contentTooLarge, on: context, close: true)
         }
         var request = makeRequest(context, url: url, method: method, version: version)
+        if let health = config.health {
+            if request.path == health.livenessPath { return queue(Engine.alive, on: context) }
+            if request.path == health.readinessPath {
+                return queue(notReady.load(ordering: .relaxed) ? Engine.draining : Engine.ready, on: context)
+            }
+        }
         switch responder {
         case .router(let router):
             switch router.resolve(&request) {
@@ -410,6 +419,9 @@ final class Engine: @unchecked Sendable {
     }
 
     static let internalError = Response.error(.internalServerError).reusable()
+    static let alive = Response.json(raw: #"{"status":"alive"}"#).reusable()
+    static let ready = Response.json(raw: #"{"status":"ready"}"#).reusable()
+    static let draining = Response.json(raw: #"{"status":"draining"}"#, status: .serviceUnavailable).reusable()
     static let shuttingDown = Response.error(.serviceUnavailable, message: "server is shutting down")
 }
 

@@ -1,0 +1,56 @@
+import MHDServers
+import Testing
+
+@Suite("Health and readiness")
+struct HealthTests {
+    static func server(name: String = "h") -> Server {
+        Server(
+            config: ServerConfig(name: name, port: 0, health: .init()),
+            lifecycle: RecordingAPI(recorder: Recorder(), slow: .milliseconds(1500)))
+    }
+
+    @Test func probesAnswerAndBypassAuthentication() async throws {
+        var router = Router()
+        router.get("/x") { _ in .text("x") }
+        router.requireBearerToken("secret")
+        let server = HTTPServer(
+            config: ServerConfig(name: "p", port: 0, health: .init()), router: router, logger: quietLogger)
+        try await withRunning(server) { port async throws in
+            let live = try await request(port, "GET", "/healthz")
+            #expect(live.status == 200)
+            #expect(live.text == #"{"status":"alive"}"#)
+            let ready = try await request(port, "GET", "/readyz")
+            #expect(ready.status == 200)
+            #expect(ready.text == #"{"status":"ready"}"#)
+            #expect(try await request(port, "GET", "/x").status == 401)
+        }
+    }
+
+    @Test func probesAreOffUnlessConfigured() async throws {
+        var router = Router()
+        router.get("/x") { _ in .text("x") }
+        try await withServer(router) { port async throws in
+            #expect(try await request(port, "GET", "/healthz").status == 404)
+        }
+    }
+
+    @Test func readinessTurns503WhenShutdownStartsWhileStillAccepting() async throws {
+        let manager = ServerManager(logger: quietLogger, drainDelay: .milliseconds(800))
+        let run = Task { try await manager.runAll([Self.server()], signals: []) }
+        let port = try await manager.waitUntilStarted()[0].address!.port
+        #expect(try await request(port, "GET", "/readyz").status == 200)
+        let shutdown = Task { await manager.shutdown() }
+        try await waitUntil { (try? await request(port, "GET", "/readyz").status) == 503 }
+        let draining = try await request(port, "GET", "/readyz")
+        #expect(draining.status == 503)
+        #expect(draining.text == #"{"status":"draining"}"#)
+        // Still accepting and serving during the delay.
+        #expect(try await request(port, "GET", "/name").text == "h")
+        #expect(try await request(port, "GET", "/healthz").status == 200)
+        // Then new connections are refused.
+        try await waitUntil { await connectionRefused(port) }
+        #expect(await connectionRefused(port))
+        await shutdown.value
+        try await run.value
+    }
+}
