@@ -21,13 +21,19 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    rm -rf "$WORK"
+    [[ -n "${KEEP_WORK:-}" ]] && echo "work dir kept: $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 for tool in curl python3; do
     command -v "$tool" >/dev/null || { echo "integration-test: '$tool' is required" >&2; exit 2; }
 done
+# A Python with prometheus_client (Debian: python3-prometheus-client), for parsing /admin/metrics.
+PROM_PYTHON=
+for candidate in python3 /usr/bin/python3; do
+    if "$candidate" -c "import prometheus_client" 2>/dev/null; then PROM_PYTHON=$candidate; break; fi
+done
+[[ -n "$PROM_PYTHON" ]] || { echo "integration-test: prometheus_client is required (apt-get install python3-prometheus-client)" >&2; exit 2; }
 
 if [[ -z "${APP:-}" ]]; then
     echo "building app..."
@@ -84,14 +90,17 @@ hold() {
 import socket, sys, time
 socks = []
 for p in sys.argv[1:]:
-    s = socket.socket(); s.bind(("127.0.0.1", int(p))); s.listen(8); socks.append(s)
+    s = socket.socket()
+    # Like the app: rebinding over TIME_WAIT is fine, a listener still blocks everyone else.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(p))); s.listen(8); socks.append(s)
 print("holding", flush=True)
 time.sleep(120)
 PY
     HOLDER=$!
     PIDS+=("$HOLDER")
     for _ in $(seq 100); do grep -q holding "$out" 2>/dev/null && return 0; sleep 0.05; done
-    echo "could not hold ports $*" >&2; return 1
+    fail "hold ports $*" "$(cat "$out")"; return 1
 }
 
 release() { kill "$HOLDER" 2>/dev/null; wait "$HOLDER" 2>/dev/null; }
@@ -165,6 +174,31 @@ if start endpoints --public-port "$P" --admin-port "$A"; then
         "sorted(s['name'] for s in d['servers'])==['admin','public'] and [s for s in d['servers'] if s['name']=='public'][0]['requests']>=3 and all({'requests','errors','inFlight','latencyMs','uptimeSeconds'}<=set(s) for s in d['servers'])"
     check "GET /admin/config (effective configuration)" json "http://127.0.0.1:$A/admin/config" \
         "{s['name']:(s['preferredPort'],s['boundPort'],s['host'],s['fallbackPorts'][0],s['fallbackPorts'][-1]) for s in d['servers']}=={'public':($P,$P,'127.0.0.1',$P,$((P + 9))),'admin':($A,$A,'127.0.0.1',$A,$((A + 9)))} and all('maxBodyBytes' in s['limits'] and 'connectionTimeoutSeconds' in s['limits'] for s in d['servers'])"
+    check "health: /healthz and /readyz on both servers" bash -c \
+        "for u in $P/healthz $P/readyz $A/healthz $A/readyz; do [[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:\$u) == 200 ]] || exit 1; done"
+    for _ in 1 2 3 4 5; do curl -s "http://127.0.0.1:$P/api/hello" >/dev/null; done
+    curl -s "http://127.0.0.1:$P/nope/1" >/dev/null; curl -s "http://127.0.0.1:$P/nope/2" >/dev/null
+    check "Prometheus exposition parses and counts the traffic" "$PROM_PYTHON" - "$A" <<'PY'
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+port = sys.argv[1]
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/metrics?format=prometheus") as r:
+    assert r.headers["Content-Type"].startswith("text/plain"), r.headers["Content-Type"]
+    text = r.read().decode()
+with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/admin/metrics", headers={"Accept": "text/plain"})) as r:
+    assert r.read().decode().startswith("#"), "Accept: text/plain should give the text format"
+samples = {}
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+def get(name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0)
+hello = get("http_server_requests_total", server="public", method="GET", route="/api/hello", status="2xx")
+missing = get("http_server_requests_total", server="public", method="*", route="unmatched", status="4xx")
+count = get("http_server_request_duration_seconds_count", server="public", method="GET", route="/api/hello")
+assert hello >= 6 and missing == 2 and count == hello, (hello, missing, count)
+assert ("http_server_requests_in_flight", (("server", "public"),)) in samples
+PY
     check "unknown path -> 404 JSON" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$P/nope) == 404 ]]"
     check "admin routes are not on the public port" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$P/admin/config) == 404 ]]"
     stop_with TERM
@@ -301,13 +335,16 @@ def client():
                 if signalled_at[0] is not None:
                     return
                 time.sleep(0.01); continue
-        sent = time.monotonic()
-        before = signalled_at[0] is None
+        sent_at = None
         try:
             sock.sendall(b"GET /api/hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            sent_at = time.monotonic()
             status, close = read_response(sock)
         except OSError:
             status, close = None, True
+        # Sent before the signal: completely written before the moment taken just before kill().
+        with lock:
+            before = sent_at is not None and (signalled_at[0] is None or sent_at < signalled_at[0])
         with lock:
             if before:
                 stats["before_ok" if status == 200 else "before_bad"] += 1

@@ -28,7 +28,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     let logger: Logger
     let events: ServerEvents
     private let responder: Engine.Responder
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private struct State {
         var socket: ListeningSocket?

@@ -25,9 +25,15 @@ public struct Router: HTTPHandler {
         case async(@Sendable (Request) async throws -> Response)
     }
 
+    /// A registered handler and the index of its route in ``routeLabels``.
+    struct Entry: Sendable {
+        let handler: Handler
+        let route: Int
+    }
+
     /// The result of looking a request up.
     enum Resolution {
-        case handler(Handler)
+        case handler(Handler, route: Int)
         case answered(Response)
         case notFound
         case methodNotAllowed(allow: String)
@@ -36,8 +42,8 @@ public struct Router: HTTPHandler {
     final class Node: @unchecked Sendable {
         var literals: [String: Node] = [:]
         var parameter: (name: String, node: Node)?
-        var wildcard: [HTTPMethod: Handler] = [:]
-        var handlers: [HTTPMethod: Handler] = [:]
+        var wildcard: [HTTPMethod: Entry] = [:]
+        var handlers: [HTTPMethod: Entry] = [:]
 
         func copy() -> Node {
             let node = Node()
@@ -50,9 +56,11 @@ public struct Router: HTTPHandler {
     }
 
     /// Exact paths without parameters, for a single dictionary lookup on the hot path.
-    private var exact: [String: [HTTPMethod: Handler]] = [:]
+    private var exact: [String: [HTTPMethod: Entry]] = [:]
     private var root = Node()
     private var interceptors: [@Sendable (Request) -> Response?] = []
+    /// Method and pattern of every route, indexed by route number (for metrics).
+    private(set) var routeLabels: [(method: String, pattern: String)] = []
 
     /// Creates an empty router.
     public init() {}
@@ -180,7 +188,7 @@ public struct Router: HTTPHandler {
     public mutating func mount(_ prefix: String, _ other: Router) {
         interceptors += other.interceptors
         for (path, handlers) in other.routes() {
-            for (method, handler) in handlers { add(method, Self.join(prefix, path), handler) }
+            for (method, entry) in handlers { add(method, Self.join(prefix, path), entry.handler) }
         }
     }
 
@@ -193,8 +201,10 @@ public struct Router: HTTPHandler {
 
     private mutating func add(_ method: HTTPMethod, _ path: String, _ handler: Handler) {
         let segments: [String] = Self.split(path)
+        let entry = Entry(handler: handler, route: routeLabels.count)
+        routeLabels.append((method.rawValue, "/" + segments.joined(separator: "/")))
         if !segments.contains(where: { $0.hasPrefix(":") || $0 == "*" }) {
-            exact["/" + segments.joined(separator: "/"), default: [:]][method] = handler
+            exact["/" + segments.joined(separator: "/"), default: [:]][method] = entry
             return
         }
         if !isKnownUniquelyReferenced(&root) { root = root.copy() }
@@ -202,7 +212,7 @@ public struct Router: HTTPHandler {
         for (index, segment) in segments.enumerated() {
             if segment == "*" {
                 precondition(index == segments.count - 1, "'*' must be the last segment of \(path)")
-                node.wildcard[method] = handler
+                node.wildcard[method] = entry
                 return
             } else if segment.hasPrefix(":") {
                 let name = String(segment.dropFirst())
@@ -222,12 +232,12 @@ public struct Router: HTTPHandler {
                 }
             }
         }
-        node.handlers[method] = handler
+        node.handlers[method] = entry
     }
 
     /// Every registered pattern with its handlers (used by ``mount(_:_:)``).
-    private func routes() -> [(path: String, handlers: [HTTPMethod: Handler])] {
-        var out: [(path: String, handlers: [HTTPMethod: Handler])] = exact.map { ($0.key, $0.value) }
+    private func routes() -> [(path: String, handlers: [HTTPMethod: Entry])] {
+        var out: [(path: String, handlers: [HTTPMethod: Entry])] = exact.map { ($0.key, $0.value) }
         func walk(_ node: Node, _ prefix: String) {
             if !node.handlers.isEmpty { out.append((prefix.isEmpty ? "/" : prefix, node.handlers)) }
             if !node.wildcard.isEmpty { out.append((prefix + "/*", node.wildcard)) }
@@ -255,9 +265,9 @@ public struct Router: HTTPHandler {
         return .notFound
     }
 
-    private static func pick(_ handlers: [HTTPMethod: Handler], _ method: HTTPMethod) -> Resolution {
-        if let handler = handlers[method] { return .handler(handler) }
-        if method == .head, let handler = handlers[.get] { return .handler(handler) }
+    private static func pick(_ handlers: [HTTPMethod: Entry], _ method: HTTPMethod) -> Resolution {
+        if let entry = handlers[method] { return .handler(entry.handler, route: entry.route) }
+        if method == .head, let entry = handlers[.get] { return .handler(entry.handler, route: entry.route) }
         var allowed = Set(handlers.keys.map(\.rawValue))
         if allowed.contains("GET") { allowed.insert("HEAD") }
         return .methodNotAllowed(allow: allowed.sorted().joined(separator: ", "))
@@ -265,7 +275,7 @@ public struct Router: HTTPHandler {
 
     private static func match(
         _ node: Node, _ segments: ArraySlice<Substring>, _ parameters: inout Request.Parameters
-    ) -> [HTTPMethod: Handler]? {
+    ) -> [HTTPMethod: Entry]? {
         guard let segment = segments.first else {
             if !node.handlers.isEmpty { return node.handlers }
             return nil
@@ -308,8 +318,8 @@ public struct Router: HTTPHandler {
     public func respond(to request: Request) async throws -> Response {
         var request = request
         switch resolve(&request) {
-        case .handler(.sync(let handler)): return try handler(request)
-        case .handler(.async(let handler)): return try await handler(request)
+        case .handler(.sync(let handler), _): return try handler(request)
+        case .handler(.async(let handler), _): return try await handler(request)
         case .answered(let response): return response
         case .notFound: return Router.notFoundResponse
         case .methodNotAllowed(let allow): return Router.methodNotAllowed(allow: allow)

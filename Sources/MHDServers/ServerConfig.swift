@@ -1,3 +1,5 @@
+import Logging
+
 /// Describes one HTTP server: its name, where it listens, and its engine limits.
 ///
 /// The server binds `host` on `port` first, then on each of `ports` in order (repeats are
@@ -28,6 +30,10 @@ public struct ServerConfig: Sendable, Hashable {
     /// Liveness and readiness routes, answered before any other route or interceptor (probes
     /// carry no credentials). Off unless set.
     public var health: HealthChecks?
+    /// The level of the access log line each request writes when it ends (server, method,
+    /// path, status, duration, request id). Lines are only built when the logger is at this
+    /// level or lower; `nil` turns the access log off. Default `.debug`.
+    public var accessLogLevel: Logger.Level?
 
     /// Creates a configuration.
     ///
@@ -50,6 +56,7 @@ public struct ServerConfig: Sendable, Hashable {
         self.limits = limits
         self.threadCount = threadCount
         self.health = health
+        self.accessLogLevel = .debug
     }
 
     /// Probe routes for load balancers and orchestrators.

@@ -13,7 +13,7 @@ public final class ServerContext: Sendable {
     public let config: ServerConfig
     /// The logger the manager was given, with `server` metadata set.
     public let logger: Logger
-    private let server = Mutex<HTTPServer?>(nil)
+    private let server = Locked<HTTPServer?>(nil)
     private weak let _manager: ServerManager?
 
     init(config: ServerConfig, logger: Logger, manager: ServerManager?) {

@@ -39,10 +39,10 @@ public final class ServerManager: Sendable {
     /// already answer 503 (time for a load balancer to notice). Default zero: stop at once.
     public let drainDelay: Duration
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Ports taken by this manager's servers; held while binding so overlapping ranges resolve
     /// deterministically.
-    private let claimedPorts = Mutex<Set<Int>>([])
+    private let claimedPorts = Locked<Set<Int>>([])
 
     private enum Phase { case idle, starting, running, shuttingDown, finished }
 

@@ -18,10 +18,10 @@ public final class ServerStats: Sendable {
     private let inFlightCount = Atomic<Int>(0)
     private let handlerErrors = Atomic<Int>(0)
     private let aborted = Atomic<Int>(0)
-    private let byClass: [Counter] = (0..<6).map { _ in Counter() }
+    private let byClass: [AtomicCounter] = (0..<6).map { _ in AtomicCounter() }
     private let latencyNanos = Atomic<Int>(0)
     private let latencyMaxNanos = Atomic<Int>(0)
-    private let buckets: [Counter] = (0...latencyBuckets.count).map { _ in Counter() }
+    private let buckets: [AtomicCounter] = (0...latencyBuckets.count).map { _ in AtomicCounter() }
 
     init() {}
 
@@ -133,7 +133,7 @@ public final class ServerStats: Sendable {
 }
 
 /// One atomic counter; arrays of these stand in for arrays of (non-copyable) atomics.
-final class Counter: Sendable {
+final class AtomicCounter: Sendable {
     private let atomic = Atomic<Int>(0)
     func increment() { atomic.add(1, ordering: .relaxed) }
     var value: Int { atomic.load(ordering: .relaxed) }

@@ -1,15 +1,24 @@
 import MHDServers
+import Prometheus
 
 /// The admin server: live figures and the effective configuration of every server.
 struct AdminAPI: ServerLifecycle {
     let shutdownTimeout: Double
     /// When set, every admin route requires `Authorization: Bearer <token>`.
     let token: String?
+    /// Where the servers' request metrics are collected.
+    let registry: PrometheusCollectorRegistry
 
     func registerRoutes(on router: inout Router, context: ServerContext) {
         if let token { router.requireBearerToken(token) }
-        router.get("/admin/metrics") { _ in
-            try .json(Metrics(servers: (context.manager?.servers ?? []).map(Metrics.Server.init)))
+        router.get("/admin/metrics") { [registry] request in
+            // Prometheus text exposition on request; JSON otherwise.
+            if request.query["format"] == "prometheus" || Self.prefersText(request.headers["Accept"]) {
+                return Response(
+                    status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
+                    body: registry.emitToBuffer())
+            }
+            return try .json(Metrics(servers: (context.manager?.servers ?? []).map(Metrics.Server.init)))
         }
         router.get("/admin/config") { _ in
             try .json(
@@ -18,6 +27,12 @@ struct AdminAPI: ServerLifecycle {
                     adminAuthentication: token == nil ? "none" : "bearer token",
                     servers: (context.manager?.servers ?? []).map(Config.Server.init)))
         }
+    }
+
+    /// Whether an `Accept` header asks for plain text (as Prometheus scrapers do) over JSON.
+    static func prefersText(_ accept: String?) -> Bool {
+        guard let accept = accept?.lowercased() else { return false }
+        return accept.contains("text/plain") && !accept.contains("application/json")
     }
 
     struct Metrics: Encodable {

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import MHDServers
+import Metrics
+import Prometheus
 
 #if canImport(Glibc)
 import Glibc
@@ -77,6 +79,9 @@ struct App: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "app")
+        // Request metrics go to a Prometheus registry that the admin server exposes.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let manager = ServerManager(
             logger: logger, shutdownTimeout: .milliseconds(Int(shutdownTimeout * 1000)),
             drainDelay: .milliseconds(Int(drainDelay * 1000)))
@@ -89,7 +94,7 @@ struct App: AsyncParsableCommand {
             Server(
                 config: ServerConfig(
                     name: "admin", host: adminHost, port: adminPort, ports: adminPort..<(adminPort + 10), health: health),
-                lifecycle: AdminAPI(shutdownTimeout: shutdownTimeout, token: resolvedAdminToken)),
+                lifecycle: AdminAPI(shutdownTimeout: shutdownTimeout, token: resolvedAdminToken, registry: registry)),
         ] + (0..<max(0, extraServers)).map { index in
             Server(
                 config: ServerConfig(name: "extra-\(index + 1)", host: host, port: 0),

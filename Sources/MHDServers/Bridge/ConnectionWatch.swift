@@ -38,7 +38,7 @@ final class ConnectionWatch: Sendable {
         var timerRunning = false
     }
 
-    private let table = Mutex(Table())
+    private let table = Locked(Table())
     private let deadlineNanos: UInt64
     private let interval: Duration
     private let logger: Logger

@@ -35,9 +35,11 @@ final class Engine: @unchecked Sendable {
     private let draining = Atomic<Bool>(false)
     /// Set when a graceful shutdown starts: the readiness probe answers 503 from then on.
     let notReady = Atomic<Bool>(false)
-    private let registry = Mutex(Registry())
-    private let lastEngineMessage = Mutex<String?>(nil)
+    private let registry = Locked(Registry())
+    private let lastEngineMessage = Locked<String?>(nil)
     private let connections: ConnectionWatch
+    private let metrics: RequestMetrics
+    private let requestIDs = Atomic<Int>(0)
 
     /// Connections suspended while their handler task runs.
     struct Registry {
@@ -55,6 +57,11 @@ final class Engine: @unchecked Sendable {
         self.stats = stats
         self.connections = ConnectionWatch(
             timeout: config.limits.requestHeaderTimeout, logger: logger, name: config.name)
+        if case .router(let router) = responder {
+            self.metrics = RequestMetrics(server: config.name, routes: router.routeLabels)
+        } else {
+            self.metrics = RequestMetrics(server: config.name, routes: [])
+        }
     }
 
     // MARK: Lifecycle
@@ -115,13 +122,21 @@ final class Engine: @unchecked Sendable {
     }
 
     /// Waits until no request is in progress, the deadline passes, or the task is cancelled.
+    /// "No request" must hold for three checks in a row (10 ms), so a request whose bytes
+    /// reached the socket just before the listener closed is read and answered, not cut off.
     /// Returns whether everything finished.
     func drain(until deadline: ContinuousClock.Instant, abandon: @Sendable () -> Bool) async -> Bool {
-        while stats.inFlight > 0 {
-            if ContinuousClock.now >= deadline || Task.isCancelled || abandon() { return false }
+        var quietChecks = 0
+        while true {
+            if stats.inFlight == 0 {
+                quietChecks += 1
+                if quietChecks >= 3 { return true }
+            } else {
+                quietChecks = 0
+                if ContinuousClock.now >= deadline || Task.isCancelled || abandon() { return false }
+            }
             try? await Task.sleep(for: .milliseconds(5))
         }
-        return true
     }
 
     /// Cancels every handler task still running and resumes its connection with a 503; from
@@ -175,6 +190,7 @@ final class Engine: @unchecked Sendable {
             context = RequestContext(connection: connection)
             slot.pointee = Unmanaged.passRetained(context).toOpaque()
             stats.began()
+            metrics.began()
         }
         if context.phase == .created {
             // Headers-only callback: only early rejections are answered here (a response queued
@@ -219,6 +235,12 @@ final class Engine: @unchecked Sendable {
             return queue(RequestGuard.contentTooLarge, on: context, close: true)
         }
         var request = makeRequest(context, url: url, method: method, version: version)
+        if let level = config.accessLogLevel, logger.logLevel <= level {
+            context.accessLog = (
+                request.method.rawValue, request.path,
+                request.headers["X-Request-Id"].map { String($0.prefix(128)) } ?? "\(config.name)-\(requestIDs.add(1, ordering: .relaxed).newValue)"
+            )
+        }
         if let health = config.health {
             if request.path == health.livenessPath { return queue(Engine.alive, on: context) }
             if request.path == health.readinessPath {
@@ -228,15 +250,17 @@ final class Engine: @unchecked Sendable {
         switch responder {
         case .router(let router):
             switch router.resolve(&request) {
-            case .handler(.sync(let handler)):
+            case .handler(.sync(let handler), let route):
+                context.route = route
                 let response: Response
                 do {
                     response = try handler(request)
                 } catch {
-                    response = failure(error, request)
+                    response = failure(error, request, route: route)
                 }
                 return queue(response, on: context)
-            case .handler(.async(let handler)):
+            case .handler(.async(let handler), let route):
+                context.route = route
                 return suspend(context, request, handler)
             case .answered(let response):
                 return queue(response, on: context)
@@ -272,7 +296,7 @@ final class Engine: @unchecked Sendable {
                 response = try await handler(request)
             } catch {
                 let gone = context.shared.withLock { $0.clientGone }
-                response = gone ? Engine.shuttingDown : self.failure(error, request)
+                response = gone ? Engine.shuttingDown : self.failure(error, request, route: context.route)
             }
             context.resume(with: response)
             self.registry.withLock { _ = $0.contexts.removeValue(forKey: ObjectIdentifier(context)) }
@@ -316,7 +340,18 @@ final class Engine: @unchecked Sendable {
         let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
         Engine.connectionState(context.connection)?.requestComplete()
         let finished = code == .REQUEST_TERMINATED_COMPLETED_OK
-        stats.ended(status: finished ? context.status : 0, nanoseconds: Monotonic.nanoseconds() &- context.startedAt)
+        let elapsed = Monotonic.nanoseconds() &- context.startedAt
+        stats.ended(status: finished ? context.status : 0, nanoseconds: elapsed)
+        metrics.ended(route: context.route, status: finished ? context.status : 0, nanoseconds: elapsed)
+        if let line = context.accessLog, let level = config.accessLogLevel {
+            logger.log(
+                level: level, "\(line.method) \(line.path) \(finished ? context.status : 0)",
+                metadata: [
+                    "server": "\(config.name)", "method": "\(line.method)", "path": "\(line.path)",
+                    "status": "\(finished ? context.status : 0)",
+                    "durationMs": "\(Double(elapsed / 1000) / 1000)", "requestID": "\(line.requestID)",
+                ])
+        }
     }
 
     fileprivate func connection(
@@ -387,17 +422,22 @@ final class Engine: @unchecked Sendable {
             context.invalidTarget = RequestGuard.hasEncodedNUL(target)
         }
         stats.began()
+        metrics.began()
         return Unmanaged.passRetained(context).toOpaque()
     }
 
     /// The response for a thrown error: an ``HTTPError`` answers as it says, anything else is
     /// logged and answered with a generic 500.
-    private func failure(_ error: any Error, _ request: Request) -> Response {
+    private func failure(_ error: any Error, _ request: Request, route: Int) -> Response {
         if let error = error as? HTTPError {
-            if error.status.isServerError { stats.handlerFailed() }
+            if error.status.isServerError {
+                stats.handlerFailed()
+                metrics.handlerFailed(route: route)
+            }
             return error.response
         }
         stats.handlerFailed()
+        metrics.handlerFailed(route: route)
         logger.error(
             "handler failed",
             metadata: [

@@ -25,6 +25,10 @@ final class RequestContext: @unchecked Sendable {
     var rawTargetLength = 0
     var phase: Phase = .created
     var status = 0
+    /// The matched route (index into the router's labels), or -1.
+    var route = -1
+    /// Set only when the access log is on: what its line needs at the end.
+    var accessLog: (method: String, path: String, requestID: String)?
     var fd: Int32 = -1
 
     enum Phase {
@@ -47,7 +51,7 @@ final class RequestContext: @unchecked Sendable {
         var clientGone = false
     }
 
-    let shared = Mutex(Shared())
+    let shared = Locked(Shared())
 
     init(connection: OpaquePointer) {
         self.connection = connection
