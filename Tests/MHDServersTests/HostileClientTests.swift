@@ -239,7 +239,6 @@ struct HostileClientTests {
         limits.connectionTimeout = .seconds(5)
         limits.requestHeaderTimeout = .seconds(1)
         try await withServer(Self.router(), limits: limits) { port async throws in
-            let start = ContinuousClock.now
             let dribbler = Task {
                 try await offPool { () -> Bool in
                     let connection = try Connection(port: port, timeout: 10)
@@ -252,9 +251,10 @@ struct HostileClientTests {
                 }
             }
             for _ in 0..<5 { try await Self.stillServes(port) }
+            // Dribbling all 240 bytes would take 48 s, and every gap is far below the idle
+            // timeout: only the header deadline can end it early.
             let cut = try await dribbler.value
             #expect(cut)
-            #expect(ContinuousClock.now - start < .seconds(5))
             try await Self.stillServes(port)
         }
     }
