@@ -10,7 +10,7 @@
  *           | MHD_USE_ERROR_LOG | MHD_USE_TURBO
  *   options THREAD_POOL_SIZE = online cores (only when > 1),
  *           CONNECTION_TIMEOUT 30, CONNECTION_LIMIT 1024,
- *           PER_IP_CONNECTION_LIMIT 256, CONNECTION_MEMORY_LIMIT 65536
+ *           PER_IP_CONNECTION_LIMIT 256, CONNECTION_MEMORY_LIMIT 32768
  *   socket  bound to 127.0.0.1:PORT by us, SO_REUSEADDR only (never
  *           SO_REUSEPORT), non-blocking, backlog 1024, handed over with
  *           MHD_OPTION_LISTEN_SOCKET
@@ -182,7 +182,7 @@ int main(int argc, char **argv)
         {MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, 1024, NULL},
         {MHD_OPTION_PER_IP_CONNECTION_LIMIT, 256, NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 65536, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 32768, NULL},
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };

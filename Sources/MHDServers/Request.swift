@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // JSON and Data without ICU and the rest of Foundation: a smaller footprint
+#else
 import Foundation
+#endif
 
 /// An HTTP request as the handler sees it: fully read, immutable and `Sendable`.
 ///

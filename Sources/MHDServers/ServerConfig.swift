@@ -118,7 +118,8 @@ public struct ServerConfig: Sendable, Hashable {
         /// The largest request body accepted; a larger one is answered with 413. Default 1 MiB.
         public var maxBodySize: Int
         /// Memory for one connection's request line, headers and write buffer; requests whose
-        /// headers do not fit are rejected (431/414). Default 64 KiB.
+        /// headers do not fit are rejected (431/414). Default 32 KiB (the engine's own default; the
+        /// engine clears this much memory between requests, so larger values cost throughput).
         public var connectionMemory: Int
         /// The listen backlog. Default 1024 (the kernel may clip it).
         public var listenBacklog: Int
@@ -130,7 +131,7 @@ public struct ServerConfig: Sendable, Hashable {
             connectionTimeout: Duration = .seconds(30),
             requestHeaderTimeout: Duration = .seconds(30),
             maxBodySize: Int = 1 << 20,
-            connectionMemory: Int = 64 << 10,
+            connectionMemory: Int = 32 << 10,
             listenBacklog: Int = 1024
         ) {
             self.maxConnections = maxConnections

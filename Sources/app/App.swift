@@ -1,8 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // JSON and Data without ICU and the rest of Foundation: a smaller footprint
+#else
 import Foundation
+#endif
 import Logging
 import MHDServers
-import Metrics
+import CoreMetrics
 import Prometheus
 
 #if canImport(Glibc)

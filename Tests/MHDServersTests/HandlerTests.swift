@@ -193,3 +193,43 @@ func waitUntil(timeout: Duration = .seconds(5), _ condition: @Sendable () async 
         try await Task.sleep(for: .milliseconds(10))
     }
 }
+
+@Suite("Async handlers that finish without suspending")
+struct InlineAsyncTests {
+    actor Store {
+        var count = 0
+        func next() -> Int { count += 1; return count }
+    }
+
+    @Test func answersWithoutSuspendingAndKeepsTheConnection() async throws {
+        let store = Store()
+        var router = Router()
+        // Awaits, but the actor call may complete without a real suspension.
+        router.get("/next") { _ in .text("\(await store.next())") }
+        router.get("/fail") { _ in
+            _ = await store.next()
+            throw HTTPError(.conflict, message: "nope")
+        }
+        router.get("/yield") { _ in
+            await Task.yield()
+            return .text("yielded")
+        }
+        try await withServer(router) { port async throws in
+            let texts = try await offPool { () -> [String] in
+                let connection = try Connection(port: port)
+                var texts: [String] = []
+                for path in ["/next", "/yield", "/next", "/fail", "/yield"] {
+                    try connection.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\r\n")
+                    let response = try connection.readResponse()
+                    texts.append("\(response.status) \(response.text)")
+                }
+                return texts
+            }
+            #expect(texts[0] == "200 1")
+            #expect(texts[1] == "200 yielded")
+            #expect(texts[2] == "200 2")
+            #expect(texts[3].hasPrefix("409 "))
+            #expect(texts[4] == "200 yielded")
+        }
+    }
+}

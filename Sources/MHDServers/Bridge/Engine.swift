@@ -25,7 +25,10 @@ final class Engine: @unchecked Sendable {
 
     let config: ServerConfig
     let socket: ListeningSocket
-    let responder: Responder
+    /// Exactly one of these is set. Kept apart (not as an enum) so the hot path borrows the
+    /// router in place instead of copying it out of an enum payload on every request.
+    private let router: Router?
+    private let handler: (any HTTPHandler)?
     let logger: Logger
     let stats: ServerStats
 
@@ -52,16 +55,19 @@ final class Engine: @unchecked Sendable {
     init(config: ServerConfig, socket: ListeningSocket, responder: Responder, logger: Logger, stats: ServerStats) {
         self.config = config
         self.socket = socket
-        self.responder = responder
+        switch responder {
+        case .router(let router):
+            self.router = router
+            self.handler = nil
+        case .handler(let handler):
+            self.router = nil
+            self.handler = handler
+        }
         self.logger = logger
         self.stats = stats
         self.connections = ConnectionWatch(
             timeout: config.limits.requestHeaderTimeout, logger: logger, name: config.name)
-        if case .router(let router) = responder {
-            self.metrics = RequestMetrics(server: config.name, routes: router.routeLabels)
-        } else {
-            self.metrics = RequestMetrics(server: config.name, routes: [])
-        }
+        self.metrics = RequestMetrics(server: config.name, routes: router?.routeLabels ?? [])
     }
 
     // MARK: Lifecycle
@@ -149,7 +155,7 @@ final class Engine: @unchecked Sendable {
         }
         for context in leftovers {
             context.cancelTask(clientGone: false)
-            context.resume(with: nil)
+            context.abandon()
         }
         return leftovers.count
     }
@@ -247,8 +253,7 @@ final class Engine: @unchecked Sendable {
                 return queue(notReady.load(ordering: .relaxed) ? Engine.draining : Engine.ready, on: context)
             }
         }
-        switch responder {
-        case .router(let router):
+        if let router {
             switch router.resolve(&request) {
             case .handler(.sync(let handler), let route):
                 context.route = route
@@ -261,7 +266,7 @@ final class Engine: @unchecked Sendable {
                 return queue(response, on: context)
             case .handler(.async(let handler), let route):
                 context.route = route
-                return suspend(context, request, handler)
+                return runAsync(context, request, handler)
             case .answered(let response):
                 return queue(response, on: context)
             case .notFound:
@@ -269,40 +274,70 @@ final class Engine: @unchecked Sendable {
             case .methodNotAllowed(let allow):
                 return queue(Router.methodNotAllowed(allow: allow), on: context)
             }
-        case .handler(let handler):
-            return suspend(context, request) { try await handler.respond(to: $0) }
         }
+        let handler = self.handler!
+        return runAsync(context, request) { try await handler.respond(to: $0) }
     }
 
-    private func suspend(
+    /// Runs an async handler. It starts at once on this thread (`Task.immediate`), so a handler
+    /// that never actually suspends answers right here with no thread hop and no
+    /// suspend/resume. Only if it is still running when it first suspends is the connection
+    /// suspended; its task then resumes the connection exactly once, and the engine calls back
+    /// on its own thread where the response is queued. Both sides decide under the context's
+    /// lock, so the task can never resume a connection that was not suspended.
+    private func runAsync(
         _ context: RequestContext, _ request: Request,
         _ handler: @escaping @Sendable (Request) async throws -> Response
     ) -> MHD_Result {
-        context.fd = mhds_connection_fd(context.connection)
-        let (suspended, startWatcher) = registry.withLock { registry -> (Bool, Bool) in
-            guard !registry.stopping else { return (false, false) }
-            registry.contexts[ObjectIdentifier(context)] = context
-            context.phase = .suspended
-            MHD_suspend_connection(context.connection)
-            let start = !registry.watcherRunning
-            registry.watcherRunning = true
-            return (true, start)
-        }
-        guard suspended else { return queue(Engine.shuttingDown, on: context, close: true) }
-        if startWatcher { startDisconnectWatcher() }
-        let task = Task {
+        let route = context.route
+        let task = Task.immediate {
             let response: Response
             do {
                 response = try await handler(request)
             } catch {
                 let gone = context.shared.withLock { $0.clientGone }
-                response = gone ? Engine.shuttingDown : self.failure(error, request, route: context.route)
+                response = gone ? Engine.shuttingDown : self.failure(error, request, route: route)
             }
-            context.resume(with: response)
-            self.registry.withLock { _ = $0.contexts.removeValue(forKey: ObjectIdentifier(context)) }
+            if context.finish(with: response) {
+                self.registry.withLock { _ = $0.contexts.removeValue(forKey: ObjectIdentifier(context)) }
+            }
         }
-        context.shared.withLock { $0.task = task }
-        return .YES
+        if let response = context.shared.withLock({ state -> Response? in
+            if case .completed(let response) = state.stage { return response }
+            state.task = task
+            return nil
+        }) {
+            return queue(response, on: context)
+        }
+        // Still running: suspend the connection until the task finishes.
+        context.fd = mhds_connection_fd(context.connection)
+        let (suspended, startWatcher) = registry.withLock { registry -> (Bool, Bool) in
+            let suspended = context.shared.withLock { state -> Bool in
+                guard case .running = state.stage else { return false }
+                if registry.stopping {
+                    state.stage = .abandoned
+                    return false
+                }
+                state.stage = .suspended
+                MHD_suspend_connection(context.connection)
+                return true
+            }
+            guard suspended else { return (false, false) }
+            context.phase = .suspended
+            registry.contexts[ObjectIdentifier(context)] = context
+            let start = !registry.watcherRunning
+            registry.watcherRunning = true
+            return (true, start)
+        }
+        if suspended {
+            if startWatcher { startDisconnectWatcher() }
+            return .YES
+        }
+        // It finished meanwhile on another thread, or the server is stopping.
+        let stage = context.shared.withLock { $0.stage }
+        if case .completed(let response) = stage { return queue(response, on: context) }
+        task.cancel()
+        return queue(Engine.shuttingDown, on: context, close: true)
     }
 
     /// While handlers are suspended, checks their sockets every 100 ms and cancels the tasks of
@@ -398,11 +433,20 @@ final class Engine: @unchecked Sendable {
             query: QueryParameters(pairs: query),
             headers: context.headers,
             body: context.body,
-            version: String(cString: version))
+            version: Engine.versionString(version))
         request.peer = PeerAddress(mhds_connection_client_address(connection))
         context.body = []
         return request
     }
+
+    /// The request line's version, without allocating for the common ones.
+    static func versionString(_ version: UnsafePointer<CChar>) -> String {
+        if strcmp(version, "HTTP/1.1") == 0 { return http11 }
+        if strcmp(version, "HTTP/1.0") == 0 { return http10 }
+        return String(cString: version)
+    }
+    private static let http11 = "HTTP/1.1"
+    private static let http10 = "HTTP/1.0"
 
     static func headers(of connection: OpaquePointer) -> HTTPHeaders {
         var headers = HTTPHeaders()

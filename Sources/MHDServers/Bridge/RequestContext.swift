@@ -42,9 +42,22 @@ final class RequestContext: @unchecked Sendable {
         case answered
     }
 
+    /// Where an async handler is, as seen by its task, the engine thread and the shutdown path.
+    enum Stage {
+        /// Running; the connection is not suspended (yet).
+        case running
+        /// Finished before the engine thread suspended the connection: no suspension needed.
+        case completed(Response)
+        /// The connection is suspended until someone resumes it.
+        case suspended
+        /// Resumed, exactly once; `Shared.response` holds the answer (`nil`: the server's 503).
+        case resumed
+        /// The server gave up on it before it suspended (shutdown); a late finish is ignored.
+        case abandoned
+    }
+
     struct Shared {
-        /// Set exactly once, by whoever resumes the connection.
-        var resumed = false
+        var stage = Stage.running
         /// The handler's response; `nil` when the server resumed the connection itself.
         var response: Response?
         var task: Task<Void, Never>?
@@ -58,17 +71,33 @@ final class RequestContext: @unchecked Sendable {
         self.startedAt = Monotonic.nanoseconds()
     }
 
-    /// Resumes the suspended connection once, with `response` (or `nil`: the server answers 503).
-    /// Returns `false` if it was already resumed. The engine call happens under the lock, so
-    /// once this returns nobody is between deciding to resume and resuming.
-    @discardableResult
-    func resume(with response: Response?) -> Bool {
+    /// The handler finished with `response`. Returns whether this resumed the connection.
+    func finish(with response: Response) -> Bool {
         shared.withLock { state in
-            guard !state.resumed else { return false }
-            state.resumed = true
-            state.response = response
+            switch state.stage {
+            case .running:
+                state.stage = .completed(response)
+                return false
+            case .suspended:
+                state.stage = .resumed
+                state.response = response
+                MHD_resume_connection(connection)
+                return true
+            case .completed, .resumed, .abandoned:
+                return false
+            }
+        }
+    }
+
+    /// Resumes a suspended connection without a response (the server answers 503). The engine
+    /// call happens under the lock, so once this returns nobody is between deciding to resume
+    /// and resuming.
+    func abandon() {
+        shared.withLock { state in
+            guard case .suspended = state.stage else { return }
+            state.stage = .resumed
+            state.response = nil
             MHD_resume_connection(connection)
-            return true
         }
     }
 
