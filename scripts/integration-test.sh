@@ -45,7 +45,7 @@ pass() { PASSED=$((PASSED + 1)); echo "  ok    $1"; }
 fail() { FAILED=$((FAILED + 1)); FAILURES+=("$1"); echo "  FAIL  $1${2:+: $2}"; }
 check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
 
-# A run of 22 free ports (nothing listening, bindable now).
+# A run of 23 free ports (nothing listening, bindable now).
 BASE=$(python3 - <<'PY'
 import random, socket
 def free(p):
@@ -58,13 +58,13 @@ def free(p):
         s.close()
 for _ in range(200):
     base = random.randrange(20000, 40000)
-    if all(free(base + i) for i in range(22)):
+    if all(free(base + i) for i in range(23)):
         print(base); break
 PY
 )
 [[ -n "$BASE" ]] || { echo "no free port range" >&2; exit 2; }
 echo "app: $APP"
-echo "ports: $BASE..$((BASE + 21))"
+echo "ports: $BASE..$((BASE + 22))"
 
 # refused PORT: a TCP connect is refused right now.
 refused() {
@@ -388,6 +388,28 @@ if APP_ADMIN_TOKEN=s3cret-t0ken start token --public-port "$P" --admin-port "$A"
     check "the token never appears in the logs" bash -c "! grep -q s3cret '$LOG' '$ERR'"
 else
     fail "start with a token" "$(cat "$ERR")"
+fi
+
+echo
+echo "== systemd socket activation"
+if command -v systemd-socket-activate >/dev/null; then
+    S=$((BASE + 21))
+    LOG="$WORK/activated.log"
+    # systemd-socket-activate listens on $S and starts the app on the first connection, passing
+    # the socket as LISTEN_FDS with the name "public"; the app's own --public-port is not used.
+    systemd-socket-activate -l "127.0.0.1:$S" --fdname=public \
+        "$APP" --public-port "$P" --admin-port "$A" >"$LOG" 2>"$WORK/activated.err" &
+    APP_PID=$!; PIDS+=("$APP_PID")
+    sleep 0.3
+    check "the first request on the activated socket is served" json "http://127.0.0.1:$S/api/status" \
+        "d['server']=='public' and d['port']==$S"
+    check "public did not bind its own port" bash -c "$(declare -f refused); refused $P"
+    check "admin bound its port as usual" json "http://127.0.0.1:$A/admin/config" \
+        "[s['boundPort'] for s in d['servers']]==[$S,$A]"
+    stop_with TERM
+    check "activated app exits 0 on SIGTERM" test "$EXIT_CODE" = 0
+else
+    echo "  skip  systemd-socket-activate is not installed (apt-get install systemd)"
 fi
 
 echo

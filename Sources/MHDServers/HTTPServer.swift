@@ -148,7 +148,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
                 message: "a server runs once; create a new HTTPServer to serve again")
         }
         let socket = try ListeningSocket.bind(config, excluding: excluded, observe: events.bindAttempt)
-        let address = BoundAddress(host: config.host, port: socket.port)
+        let address = BoundAddress(host: config.host, port: socket.port, scheme: config.tls == nil ? "http" : "https")
         state.withLock {
             $0.socket = socket
             $0.address = address
@@ -299,10 +299,19 @@ public struct BoundAddress: Sendable, Hashable, CustomStringConvertible {
     public let host: String
     /// The port actually bound (never 0).
     public let port: Int
+    /// `http` or `https`.
+    public let scheme: String
 
-    /// `http://host:port`, with IPv6 hosts in brackets.
+    /// Creates an address.
+    public init(host: String, port: Int, scheme: String = "http") {
+        self.host = host
+        self.port = port
+        self.scheme = scheme
+    }
+
+    /// `scheme://host:port`, with IPv6 hosts in brackets.
     public var url: String {
-        "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
     }
 
     public var description: String { url }

@@ -34,6 +34,8 @@ public struct ServerConfig: Sendable, Hashable {
     /// path, status, duration, request id). Lines are only built when the logger is at this
     /// level or lower; `nil` turns the access log off. Default `.debug`.
     public var accessLogLevel: Logger.Level?
+    /// Certificate and key that make this server speak HTTPS; `nil` for plain HTTP.
+    public var tls: TLS?
 
     /// Creates a configuration.
     ///
@@ -57,6 +59,34 @@ public struct ServerConfig: Sendable, Hashable {
         self.threadCount = threadCount
         self.health = health
         self.accessLogLevel = .debug
+        self.tls = nil
+    }
+
+    /// A PEM certificate (chain) and private key for HTTPS.
+    ///
+    /// ```swift
+    /// var config = ServerConfig(name: "public", host: "0.0.0.0", port: 8443)
+    /// config.tls = try .files(certificate: "/etc/app/cert.pem", privateKey: "/etc/app/key.pem")
+    /// ```
+    public struct TLS: Sendable, Hashable, CustomStringConvertible {
+        /// The certificate, PEM encoded (a chain may follow the leaf).
+        public var certificatePEM: String
+        /// The private key, PEM encoded. Never printed by ``description``.
+        public var privateKeyPEM: String
+
+        /// Uses PEM text already in memory.
+        public init(certificatePEM: String, privateKeyPEM: String) {
+            self.certificatePEM = certificatePEM
+            self.privateKeyPEM = privateKeyPEM
+        }
+
+        /// Reads the certificate and key from PEM files; a missing or unreadable file throws an
+        /// error naming it.
+        public static func files(certificate: String, privateKey: String) throws -> TLS {
+            TLS(certificatePEM: try System.readFile(certificate), privateKeyPEM: try System.readFile(privateKey))
+        }
+
+        public var description: String { "TLS(certificate: \(certificatePEM.utf8.count) bytes, key: redacted)" }
     }
 
     /// Probe routes for load balancers and orchestrators.

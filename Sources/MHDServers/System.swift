@@ -20,8 +20,35 @@ enum System {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// The contents of a text file.
+    static func readFile(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileError(path: path, reason: errorText(errno)) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 { throw FileError(path: path, reason: errorText(errno)) }
+            if count == 0 { break }
+            bytes += chunk[0..<count]
+            if bytes.count > 1 << 20 { throw FileError(path: path, reason: "larger than 1 MiB") }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// The text for an errno value.
     static func errorText(_ code: Int32) -> String {
         String(cString: strerror(code))
     }
+}
+
+/// A file that could not be read.
+public struct FileError: Error, Sendable, CustomStringConvertible {
+    /// The file's path.
+    public let path: String
+    /// Why it could not be read.
+    public let reason: String
+
+    public var description: String { "cannot read '\(path)': \(reason)" }
 }

@@ -52,6 +52,12 @@ struct App: AsyncParsableCommand {
             discussion: "Prefer the APP_ADMIN_TOKEN environment variable: command lines are visible to other users."))
     var adminToken: String?
 
+    @Option(help: "PEM certificate file: serve the public API over HTTPS (with --tls-key).")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key file for --tls-cert.")
+    var tlsKey: String?
+
     @Option(help: "Extra copies of the public API on ephemeral ports (footprint and startup benchmarks).")
     var extraServers = 0
 
@@ -67,6 +73,9 @@ struct App: AsyncParsableCommand {
         }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must not be negative") }
         guard drainDelay >= 0 else { throw ValidationError("--drain-delay must not be negative") }
+        guard (tlsCert == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
     }
 
     /// The admin token from `--admin-token` or `APP_ADMIN_TOKEN` (an empty value means none).
@@ -90,11 +99,18 @@ struct App: AsyncParsableCommand {
             logger: logger, shutdownTimeout: .milliseconds(Int(shutdownTimeout * 1000)),
             drainDelay: .milliseconds(Int(drainDelay * 1000)))
         let health = ServerConfig.HealthChecks()
+        var publicConfig = ServerConfig(
+            name: "public", host: host, port: publicPort, ports: publicPort..<(publicPort + 10), health: health)
+        if let tlsCert, let tlsKey {
+            do {
+                publicConfig.tls = try .files(certificate: tlsCert, privateKey: tlsKey)
+            } catch {
+                printError("error: \(error)")
+                throw ExitCode(2)
+            }
+        }
         let servers = [
-            Server(
-                config: ServerConfig(
-                    name: "public", host: host, port: publicPort, ports: publicPort..<(publicPort + 10), health: health),
-                lifecycle: PublicAPI(benchRoutes: benchRoutes)),
+            Server(config: publicConfig, lifecycle: PublicAPI(benchRoutes: benchRoutes)),
             Server(
                 config: ServerConfig(
                     name: "admin", host: adminHost, port: adminPort, ports: adminPort..<(adminPort + 10), health: health),

@@ -40,6 +40,10 @@ final class Engine: @unchecked Sendable {
     let notReady = Atomic<Bool>(false)
     private let registry = Locked(Registry())
     private let lastEngineMessage = Locked<String?>(nil)
+    /// When the listener was closed (start of the drain).
+    private let quiescedAt = Locked<ContinuousClock.Instant?>(nil)
+    /// strdup'ed PEM key and certificate handed to the engine (HTTPS only).
+    private var tlsMaterial: [UnsafeMutablePointer<CChar>?] = []
     private let connections: ConnectionWatch
     private let metrics: RequestMetrics
     private let requestIDs = Atomic<Int>(0)
@@ -91,12 +95,26 @@ final class Engine: @unchecked Sendable {
         if threads > 1 {
             options.append(.init(option: .THREAD_POOL_SIZE, value: threads, ptr_value: nil))
         }
+        var flags = Engine.daemonFlags
+        if let tls = config.tls {
+            guard MHD_is_feature_supported(.FEATURE_TLS) == .YES else {
+                Unmanaged<Engine>.fromOpaque(me).release()
+                throw ServerError(
+                    .startFailed, server: config.name, host: config.host, portsTried: [socket.port],
+                    message: "this libmicrohttpd was built without TLS support")
+            }
+            // The engine reads these during start; they are kept until the daemon stops.
+            tlsMaterial = [strdup(tls.privateKeyPEM), strdup(tls.certificatePEM)]
+            options.append(.init(option: .HTTPS_MEM_KEY, value: 0, ptr_value: UnsafeMutableRawPointer(tlsMaterial[0])))
+            options.append(.init(option: .HTTPS_MEM_CERT, value: 0, ptr_value: UnsafeMutableRawPointer(tlsMaterial[1])))
+            flags |= MHD_USE_TLS.rawValue
+        }
         options.append(.init(option: .END, value: 0, ptr_value: nil))
-        let flags = Engine.daemonFlags
         let started = options.withUnsafeBufferPointer { buffer in
             mhds_start_daemon(flags, accessCallback, me, buffer.baseAddress)
         }
         guard let started else {
+            releaseTLSMaterial()
             Unmanaged<Engine>.fromOpaque(me).release()
             let detail = lastEngineMessage.withLock { $0 } ?? "libmicrohttpd refused the configuration"
             throw ServerError(
@@ -117,6 +135,7 @@ final class Engine: @unchecked Sendable {
     func quiesce() {
         notReady.store(true, ordering: .relaxed)
         draining.store(true, ordering: .relaxed)
+        quiescedAt.withLock { $0 = $0 ?? .now }
         guard let daemon, !quiesced else { return }
         quiesced = true
         let fd = MHD_quiesce_daemon(daemon)
@@ -128,18 +147,17 @@ final class Engine: @unchecked Sendable {
     }
 
     /// Waits until no request is in progress, the deadline passes, or the task is cancelled.
-    /// "No request" must hold for three checks in a row (10 ms), so a request whose bytes
-    /// reached the socket just before the listener closed is read and answered, not cut off.
+    /// The listener must also have been closed for at least 10 ms, so a request whose bytes
+    /// reached a socket just before is read and answered, not cut off. (All servers of a manager
+    /// close their listeners together, so servers stopped later in turn do not wait again.)
     /// Returns whether everything finished.
     func drain(until deadline: ContinuousClock.Instant, abandon: @Sendable () -> Bool) async -> Bool {
-        var quietChecks = 0
+        let settled = (quiescedAt.withLock { $0 } ?? .now).advanced(by: .milliseconds(10))
         while true {
             if stats.inFlight == 0 {
-                quietChecks += 1
-                if quietChecks >= 3 { return true }
-            } else {
-                quietChecks = 0
-                if ContinuousClock.now >= deadline || Task.isCancelled || abandon() { return false }
+                if ContinuousClock.now >= settled { return true }
+            } else if ContinuousClock.now >= deadline || Task.isCancelled || abandon() {
+                return false
             }
             try? await Task.sleep(for: .milliseconds(5))
         }
@@ -167,8 +185,19 @@ final class Engine: @unchecked Sendable {
         abandonSuspended()
         MHD_stop_daemon(daemon)
         self.daemon = nil
+        releaseTLSMaterial()
         if quiesced { socket.close() }
         Unmanaged.passUnretained(self).release()
+    }
+
+    private func releaseTLSMaterial() {
+        for pointer in tlsMaterial {
+            guard let pointer else { continue }
+            // Wipe the key material before giving the memory back.
+            memset(pointer, 0, strlen(pointer))
+            free(pointer)
+        }
+        tlsMaterial = []
     }
 
     /// Open connections, including idle keep-alive ones.

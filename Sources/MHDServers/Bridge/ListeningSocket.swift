@@ -15,11 +15,14 @@ final class ListeningSocket: @unchecked Sendable {
     let fd: Int32
     let port: Int
     let family: Int32
+    /// Received through socket activation rather than bound here.
+    let inherited: Bool
 
-    private init(fd: Int32, port: Int, family: Int32) {
+    private init(fd: Int32, port: Int, family: Int32, inherited: Bool = false) {
         self.fd = fd
         self.port = port
         self.family = family
+        self.inherited = inherited
     }
 
     /// Progress of a bind, for the lifecycle's port hooks.
@@ -41,6 +44,11 @@ final class ListeningSocket: @unchecked Sendable {
         observe: (BindAttempt) -> Void = { _ in }
     ) throws -> ListeningSocket {
         _ = System.ignoreSIGPIPE
+        if let fd = SocketActivation.take(for: config.name) {
+            let socket = try adopt(fd, config)
+            observe(.available(socket.port))
+            return socket
+        }
         let addresses = try resolve(config)
         var tried: [Int] = []
         for port in config.candidatePorts {
@@ -79,6 +87,36 @@ final class ListeningSocket: @unchecked Sendable {
             }
         }
         throw ServerError.portsUnavailable(config, tried: tried)
+    }
+
+    /// Takes over a listening socket inherited through socket activation.
+    private static func adopt(_ fd: Int32, _ config: ServerConfig) throws -> ListeningSocket {
+        func failure(_ what: String) -> ServerError {
+            ServerError(
+                .bindFailed, server: config.name, host: config.host, portsTried: [],
+                message: "inherited socket \(fd): \(what)")
+        }
+        var listening: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0, listening == 1 else {
+            throw failure("not a listening stream socket")
+        }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw failure(System.errorText(errno)) }
+        let family = Int32(address.ss_family)
+        let port = withUnsafeBytes(of: &address) { raw -> Int in
+            family == AF_INET
+                ? Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
+                : Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
+        }
+        return ListeningSocket(fd: fd, port: port, family: family, inherited: true)
     }
 
     /// A resolved address to bind, without its port.
@@ -184,7 +222,11 @@ final class ListeningSocket: @unchecked Sendable {
 
     /// Refuses new connections at once (pending ones in the backlog are reset) without closing
     /// the descriptor, which the engine may still hold.
+    ///
+    /// An inherited (socket-activated) socket is left listening: it is shared with systemd,
+    /// which keeps queueing connections for the next instance.
     func stopListening() {
+        guard !inherited else { return }
         _ = shutdown(fd, Int32(SHUT_RDWR))
     }
 
