@@ -231,7 +231,7 @@ final class Engine: @unchecked Sendable {
             // Headers-only callback: only early rejections are answered here (a response queued
             // now makes the engine drop keep-alive).
             context.phase = .receiving
-            Engine.connectionState(connection)?.headersComplete()
+            Engine.withConnectionState(connection) { $0.headersComplete() }
             if RequestGuard.hasRawNUL(context, url: url, version: version) { context.invalidTarget = true }
             context.headers = Engine.headers(of: connection)
             if let rejection = RequestGuard.check(context, limits: config.limits) {
@@ -319,6 +319,7 @@ final class Engine: @unchecked Sendable {
         _ handler: @escaping @Sendable (Request) async throws -> Response
     ) -> MHD_Result {
         let route = context.route
+        context.shared = Locked(RequestContext.Shared())
         let task = Task.immediate {
             let response: Response
             do {
@@ -402,7 +403,7 @@ final class Engine: @unchecked Sendable {
         guard let slot, let raw = slot.pointee else { return }
         slot.pointee = nil
         let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
-        Engine.connectionState(context.connection)?.requestComplete()
+        Engine.withConnectionState(context.connection) { $0.requestComplete() }
         let finished = code == .REQUEST_TERMINATED_COMPLETED_OK
         let elapsed = Monotonic.nanoseconds() &- context.startedAt
         stats.ended(status: finished ? context.status : 0, nanoseconds: elapsed)
@@ -434,10 +435,10 @@ final class Engine: @unchecked Sendable {
         }
     }
 
-    static func connectionState(_ connection: OpaquePointer) -> ConnectionState? {
-        mhds_connection_socket_context(connection).map {
-            Unmanaged<ConnectionState>.fromOpaque($0).takeUnretainedValue()
-        }
+    /// Runs `body` with the connection's tracked state, if any (borrowed: no retain/release).
+    static func withConnectionState(_ connection: OpaquePointer, _ body: (ConnectionState) -> Void) {
+        guard let raw = mhds_connection_socket_context(connection) else { return }
+        Unmanaged<ConnectionState>.fromOpaque(raw)._withUnsafeGuaranteedRef(body)
     }
 
     fileprivate func engineMessage(_ text: String) {
@@ -550,23 +551,25 @@ extension String {
 
 private let accessCallback: MHD_AccessHandlerCallback = {
     cls, connection, url, method, version, uploadData, uploadSize, slot in
-    Unmanaged<Engine>.fromOpaque(cls!).takeUnretainedValue()
-        .access(connection!, url!, method!, version!, uploadData, uploadSize!, slot!)
+    // The engine outlives its daemon: no retain/release needed around the call.
+    Unmanaged<Engine>.fromOpaque(cls!)._withUnsafeGuaranteedRef {
+        $0.access(connection!, url!, method!, version!, uploadData, uploadSize!, slot!)
+    }
 }
 
 private let completedCallback: MHD_RequestCompletedCallback = { cls, _, slot, code in
-    Unmanaged<Engine>.fromOpaque(cls!).takeUnretainedValue().completed(slot, code)
+    Unmanaged<Engine>.fromOpaque(cls!)._withUnsafeGuaranteedRef { $0.completed(slot, code) }
 }
 
 private let uriCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, OpaquePointer?) -> UnsafeMutableRawPointer? = {
     cls, uri, connection in
     guard let cls, let connection else { return nil }
-    return Unmanaged<Engine>.fromOpaque(cls).takeUnretainedValue().began(connection, target: uri)
+    return Unmanaged<Engine>.fromOpaque(cls)._withUnsafeGuaranteedRef { $0.began(connection, target: uri) }
 }
 
 private let connectionCallback: MHD_NotifyConnectionCallback = { cls, connection, slot, code in
     guard let cls, let connection, let slot else { return }
-    Unmanaged<Engine>.fromOpaque(cls).takeUnretainedValue().connection(connection, slot, code)
+    Unmanaged<Engine>.fromOpaque(cls)._withUnsafeGuaranteedRef { $0.connection(connection, slot, code) }
 }
 
 private let logCallback: MHD_LogCallback = { cls, format, arguments in

@@ -64,7 +64,9 @@ final class RequestContext: @unchecked Sendable {
         var clientGone = false
     }
 
-    let shared = Locked(Shared())
+    /// Created by the engine thread just before an async handler starts (sync requests never
+    /// need it), and published to other threads through the task and the engine's registry.
+    var shared: Locked<Shared>!
 
     init(connection: OpaquePointer) {
         self.connection = connection
