@@ -104,18 +104,7 @@ final class ListeningSocket: @unchecked Sendable {
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        var address = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw failure(System.errorText(errno)) }
-        let family = Int32(address.ss_family)
-        let port = withUnsafeBytes(of: &address) { raw -> Int in
-            family == AF_INET
-                ? Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
-                : Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
-        }
+        guard let (port, family) = localPort(fd) else { throw failure(System.errorText(errno)) }
         return ListeningSocket(fd: fd, port: port, family: family, inherited: true)
     }
 
@@ -201,23 +190,29 @@ final class ListeningSocket: @unchecked Sendable {
             Glibc.close(fd)
             throw code == EADDRINUSE ? .addressInUse : .system(operation: "listen", errno: code)
         }
-        var actual = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let named = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else {
+        guard let (boundPort, _) = localPort(fd) else {
             let code = errno
             Glibc.close(fd)
             throw .system(operation: "getsockname", errno: code)
         }
-        let boundPort = withUnsafeBytes(of: &actual) { raw -> Int in
-            if address.family == AF_INET {
-                return Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
-            }
-            return Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
-        }
         return ListeningSocket(fd: fd, port: boundPort, family: address.family)
+    }
+
+    /// The local port and address family of a socket (`getsockname`), or `nil` with `errno` set.
+    private static func localPort(_ fd: Int32) -> (port: Int, family: Int32)? {
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { return nil }
+        let family = Int32(address.ss_family)
+        let port = withUnsafeBytes(of: &address) { raw -> Int in
+            family == AF_INET
+                ? Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
+                : Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
+        }
+        return (port, family)
     }
 
     /// Refuses new connections at once (pending ones in the backlog are reset) without closing
