@@ -13,7 +13,7 @@
 # Scenarios (wrk -t2 -c64 --latency, a short warm-up first, runs interleaved C, Swift, C, ...):
 #   plain  GET /api/hello     constant response, inline handler
 #   async  GET /bench/async   Swift: async handler (suspend/resume + Task); C: answered inline
-#   echo   POST /bench/echo   1 KiB JSON body; Swift decodes and re-encodes it, C copies it back
+#   echo   POST /bench/echo   1 KiB JSON body, copied back by both servers (the body path)
 # Plus: idle RSS of the 2-server app, RSS growth over ~1M /api/hello requests (smoke: 50k),
 # RSS per extra server (--extra-servers 100), time until "ready: 102 servers listening",
 # and SIGTERM -> exit with idle servers.
