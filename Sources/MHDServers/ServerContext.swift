@@ -13,7 +13,13 @@ public final class ServerContext: Sendable {
     public let config: ServerConfig
     /// The logger the manager was given, with `server` metadata set.
     public let logger: Logger
-    private let server = Locked<HTTPServer?>(nil)
+    /// Weak: the server's routes usually capture this context, so a strong reference would
+    /// form a cycle and keep every stopped server alive.
+    private let server = Locked(WeakServer())
+
+    private struct WeakServer {
+        weak var value: HTTPServer?
+    }
     private weak let _manager: ServerManager?
 
     init(config: ServerConfig, logger: Logger, manager: ServerManager?) {
@@ -24,7 +30,7 @@ public final class ServerContext: Sendable {
         self._manager = manager
     }
 
-    func attach(_ server: HTTPServer) { self.server.withLock { $0 = server } }
+    func attach(_ server: HTTPServer) { self.server.withLock { $0.value = server } }
 
     /// The server's name.
     public var name: String { config.name }
@@ -33,8 +39,8 @@ public final class ServerContext: Sendable {
     public var manager: ServerManager? { _manager }
 
     /// Where the server listens, once bound.
-    public var address: BoundAddress? { server.withLock { $0 }?.address }
+    public var address: BoundAddress? { server.withLock { $0.value }?.address }
 
     /// The server's live counters.
-    public var stats: ServerStats? { server.withLock { $0 }?.stats }
+    public var stats: ServerStats? { server.withLock { $0.value }?.stats }
 }
