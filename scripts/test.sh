@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Every test: unit tests (Swift Testing, real daemons on loopback), the end-to-end tests of the
-# demo app (real process, real signals), and a smoke run of the benchmark so it cannot rot.
+# Every test: unit tests (Swift Testing, real daemons on loopback), the README's library example
+# built as a dependent package, the end-to-end tests of the demo app (real process, real
+# signals), and a smoke run of the benchmark so it cannot rot. In CI (CI=true), or with
+# --sanitizers, the unit tests also run under ThreadSanitizer and AddressSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+SANITIZERS=0
+if [[ "${CI:-}" == true || "${1:-}" == --sanitizers ]]; then SANITIZERS=1; fi
 
 echo "== unit tests"
 swift test
@@ -15,8 +20,16 @@ echo
 echo "== integration tests"
 scripts/integration-test.sh
 
-if [[ -x scripts/bench.sh ]]; then
+echo
+echo "== benchmark smoke run"
+scripts/bench.sh --smoke
+
+if ((SANITIZERS)); then
     echo
-    echo "== benchmark smoke run"
-    scripts/bench.sh --smoke
+    echo "== unit tests under ThreadSanitizer"
+    swift test --sanitize=thread --scratch-path .build-tsan
+    echo
+    echo "== unit tests under AddressSanitizer and LeakSanitizer"
+    LSAN_OPTIONS="suppressions=$PWD/Tests/lsan-suppressions.txt" \
+        swift test --sanitize=address --scratch-path .build-asan
 fi
