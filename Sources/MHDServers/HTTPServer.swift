@@ -42,7 +42,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         var drainDeadline: ContinuousClock.Instant?
         var forceStop = false
         var notReady = false
-        var stopped = false
+        var shutdownTask: Task<Void, Never>?
     }
 
     /// Creates a server that answers with `router`.
@@ -115,14 +115,16 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
 
     /// Binds, serves until graceful shutdown or cancellation, then drains and stops.
     public func run() async throws {
-        let wasStarted = state.withLock { $0.engine != nil }
+        let (wasStarted, finished) = state.withLock { ($0.engine != nil, $0.finished) }
+        // Already stopped (by its manager, before the group got to run it): nothing to do.
+        if finished && !wasStarted { return }
         if !wasStarted {
             do {
                 let address = try bind()
                 try start()
                 await events.started(address)
             } catch {
-                fail(error)
+                unbind(because: error)
                 throw error
             }
         }
@@ -131,8 +133,8 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         } onCancelOrGracefulShutdown: {
             self.beginShutdown()
         }
+        await events.shuttingDown()
         await finishShutdown()
-        await events.stopped()
     }
 
     // MARK: Steps, also driven by ServerManager
@@ -163,11 +165,14 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         guard let socket else { throw CancellationError() }
         let engine = Engine(config: config, socket: socket, responder: responder, logger: logger, stats: stats)
         try engine.start()
-        let (waiters, address) = state.withLock { state in
+        let (waiters, address, notReady, stopping) = state.withLock { state in
             state.engine = engine
             defer { state.waiters = [] }
-            return (state.waiters, state.address!)
+            return (state.waiters, state.address!, state.notReady, state.drainDeadline != nil)
         }
+        // Started while a shutdown was already under way (a late runtime add): join it.
+        if notReady { engine.notReady.store(true, ordering: .relaxed) }
+        if stopping { engine.quiesce() }
         for waiter in waiters { waiter.resume(returning: address) }
     }
 
@@ -242,10 +247,22 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Drains up to the deadline, then stops the daemon and releases the port.
+    /// Drains up to the deadline, stops the daemon, releases the port and reports the server
+    /// stopped, once; concurrent and later callers wait for that one shutdown.
     func finishShutdown() async {
-        let (engine, deadline) = state.withLock { ($0.engine, $0.drainDeadline ?? .now) }
-        guard let engine else { return }
+        let task = state.withLock { state -> Task<Void, Never>? in
+            if let task = state.shutdownTask { return task }
+            guard state.engine != nil else { return nil }
+            let task = Task { await self.performShutdown() }
+            state.shutdownTask = task
+            return task
+        }
+        await task?.value
+    }
+
+    private func performShutdown() async {
+        guard let (engine, deadline) = state.withLock({ state in state.engine.map { ($0, state.drainDeadline ?? .now) } })
+        else { return }
         engine.quiesce()
         let inFlight = stats.inFlight
         let drained = await engine.drain(until: deadline) { self.state.withLock { $0.forceStop } }
@@ -258,12 +275,6 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
                 _ = await engine.drain(until: .now + .milliseconds(250)) { false }
             }
         }
-        let stopNow = state.withLock { state -> Bool in
-            if state.stopped { return false }
-            state.stopped = true
-            return true
-        }
-        guard stopNow else { return }
         engine.stop()
         let waiters = state.withLock { state in
             state.finished = true
@@ -276,6 +287,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         for waiter in waiters { waiter.resume(throwing: CancellationError()) }
         logger.debug(
             "\(config.name) engine stopped", metadata: ["server": "\(config.name)", "drained": "\(inFlight)"])
+        await events.stopped()
     }
 
     private func fail(_ error: any Error) {

@@ -133,7 +133,8 @@ public struct ServerConfig: Sendable, Hashable {
     /// limits.maxConnectionsPerIP = 32
     /// ```
     public struct Limits: Sendable, Hashable {
-        /// The most connections the server holds open at once; more are refused. Default 1024.
+        /// The most connections the server holds open at once; more wait in the kernel's listen
+        /// backlog until a slot frees (the limit is split across the engine's threads). Default 1024.
         public var maxConnections: Int
         /// The most connections one client address may hold open at once. Default 256.
         public var maxConnectionsPerIP: Int

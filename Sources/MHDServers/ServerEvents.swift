@@ -5,6 +5,8 @@ import Logging
 struct ServerEvents: Sendable {
     var bindAttempt: @Sendable (ListeningSocket.BindAttempt) -> Void
     var started: @Sendable (BoundAddress) async -> Void
+    /// The server's own graceful shutdown begins (before it drains).
+    var shuttingDown: @Sendable () async -> Void = {}
     var stopped: @Sendable () async -> Void
 
     static func logging(_ name: String, _ logger: Logger) -> ServerEvents {

@@ -55,6 +55,7 @@ public final class ServerManager: Sendable {
         var startWaiters: [CheckedContinuation<[ServerInfo], any Error>] = []
         var startFailure: (any Error)?
         var forcedStop = false
+        var drainTask: Task<Void, Never>?
     }
 
     struct Managed: Sendable {
@@ -100,6 +101,15 @@ public final class ServerManager: Sendable {
         _ servers: [Server], alongside services: [any Service] = [],
         signals: [UnixSignal] = [.sigterm, .sigint]
     ) async throws {
+        // A manager runs once; a second call must not disturb the first.
+        try state.withLock { state in
+            guard state.phase == .idle else {
+                throw ServerError(
+                    .invalidConfiguration, server: servers.first?.config.name ?? "", host: "", portsTried: [],
+                    message: "runAll was already called on this manager")
+            }
+            state.phase = .starting
+        }
         let managed: [Managed]
         do {
             managed = try prepare(servers)
@@ -111,12 +121,13 @@ public final class ServerManager: Sendable {
         do {
             for entry in managed { try entry.server.start() }
         } catch {
+            let ports = managed.compactMap { $0.server.address?.port }
             for entry in managed {
                 entry.server.stopNow()
                 await entry.server.finishShutdown()
                 entry.server.unbind(because: error)
             }
-            releaseClaims(managed)
+            releaseClaims(ports)
             finishStart(with: error)
             throw error
         }
@@ -185,13 +196,14 @@ public final class ServerManager: Sendable {
                 .invalidConfiguration, server: server.config.name, host: server.config.host, portsTried: [],
                 message: "the manager is not running")
         }
-        let entry = try prepare([server], appending: true)[0]
+        let entry = try prepare([server])[0]
         do {
             try bindAll([entry])
             try entry.server.start()
         } catch {
+            let ports = entry.server.address.map { [$0.port] } ?? []
             entry.server.unbind(because: error)
-            releaseClaims([entry])
+            releaseClaims(ports)
             state.withLock { $0.servers.removeAll { $0.server === entry.server } }
             throw error
         }
@@ -269,7 +281,7 @@ public final class ServerManager: Sendable {
 
     // MARK: Internals
 
-    private func prepare(_ servers: [Server], appending: Bool = false) throws -> [Managed] {
+    private func prepare(_ servers: [Server]) throws -> [Managed] {
         let managed = servers.map { server -> Managed in
             let context = ServerContext(config: server.config, logger: logger, manager: self)
             var router = Router()
@@ -284,6 +296,10 @@ public final class ServerManager: Sendable {
                     }
                 },
                 started: { address in await lifecycle.onStarted(address, context: context) },
+                // A server's own shutdown starts the manager-wide drain first, so all servers
+                // stop accepting together even when the group reaches a runtime-added server
+                // before the coordinator.
+                shuttingDown: { [weak self] in await self?.beginDrain() },
                 stopped: { await lifecycle.onShutdown(context: context) })
             let http = HTTPServer(
                 config: server.config, responder: .router(router), logger: context.logger,
@@ -292,14 +308,6 @@ public final class ServerManager: Sendable {
             return Managed(server: http, context: context, lifecycle: lifecycle)
         }
         try state.withLock { state in
-            if !appending {
-                guard state.phase == .idle else {
-                    throw ServerError(
-                        .invalidConfiguration, server: servers.first?.config.name ?? "", host: "", portsTried: [],
-                        message: "runAll was already called on this manager")
-                }
-                state.phase = .starting
-            }
             var names = Set(state.servers.map(\.server.config.name))
             for entry in managed where !names.insert(entry.server.config.name).inserted {
                 throw ServerError(
@@ -313,24 +321,23 @@ public final class ServerManager: Sendable {
 
     /// Binds in order; on failure releases whatever this call bound and rethrows.
     private func bindAll(_ managed: [Managed]) throws {
-        var bound: [Managed] = []
+        var ports: [Int] = []
         do {
             for entry in managed {
                 try claimedPorts.withLock { claimed in
                     let address = try entry.server.bind(excluding: claimed)
                     claimed.insert(address.port)
+                    ports.append(address.port)
                 }
-                bound.append(entry)
             }
         } catch {
             for entry in managed { entry.server.unbind(because: error) }
-            releaseClaims(bound)
+            releaseClaims(ports)
             throw error
         }
     }
 
-    private func releaseClaims(_ managed: [Managed]) {
-        let ports = managed.compactMap { $0.server.address?.port }
+    private func releaseClaims(_ ports: [Int]) {
         claimedPorts.withLock { $0.subtract(ports) }
     }
 
@@ -358,6 +365,16 @@ public final class ServerManager: Sendable {
     /// turn 503 at once; after the drain delay every server stops accepting, all against one
     /// drain deadline.
     func beginDrain() async {
+        let task = state.withLock { state -> Task<Void, Never> in
+            if let task = state.drainTask { return task }
+            let task = Task { await self.performDrain() }
+            state.drainTask = task
+            return task
+        }
+        await task.value
+    }
+
+    private func performDrain() async {
         let servers = state.withLock { state -> [Managed] in
             state.phase = .shuttingDown
             state.shutdownRequested = true

@@ -261,3 +261,62 @@ struct ManagerTests {
         #expect(events.firstIndex(of: "web:shutdown")! < events.firstIndex(of: "job:stopped")!)
     }
 }
+
+@Suite("ServerManager edge cases")
+struct ManagerEdgeTests {
+    @Test func secondRunAllDoesNotDisturbTheRunningManager() async throws {
+        let manager = ServerManager(logger: quietLogger)
+        let servers = [Server(config: ServerConfig(name: "one", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))]
+        try await withManager(manager, servers) { started in
+            await #expect(throws: ServerError.self) { try await manager.runAll(servers, signals: []) }
+            // Still running: the first run's servers serve and servers can still be added.
+            #expect(try await request(started[0].address!.port, "GET", "/name").text == "one")
+            let extra = try await manager.addServer(
+                Server(config: ServerConfig(name: "two", port: 0), lifecycle: RecordingAPI(recorder: Recorder())))
+            #expect(try await request(extra.port, "GET", "/name").text == "two")
+        }
+    }
+
+    @Test func runtimeAddedServerStopsAcceptingWithTheOthers() async throws {
+        let recorder = Recorder()
+        let manager = ServerManager(logger: quietLogger)
+        let servers = [
+            Server(config: ServerConfig(name: "first", port: 0), lifecycle: RecordingAPI(recorder: recorder, slow: .milliseconds(800)))
+        ]
+        let run = Task { try await manager.runAll(servers, signals: []) }
+        let firstPort = try await manager.waitUntilStarted()[0].address!.port
+        let added = try await manager.addServer(
+            Server(config: ServerConfig(name: "added", port: 0), lifecycle: RecordingAPI(recorder: recorder, slow: .milliseconds(800))))
+        // A slow request on the runtime-added server: the group stops that server first.
+        let slow = Task { try await request(added.port, "GET", "/slow") }
+        try await waitUntil { manager.servers[1].stats.inFlight == 1 }
+        await manager.shutdown()
+        // While it drains, the original server must already refuse new connections too.
+        try await waitUntil { await connectionRefused(firstPort) }
+        #expect(await connectionRefused(firstPort))
+        #expect(manager.servers[1].stats.inFlight == 1)
+        #expect(try await slow.value.status == 200)
+        try await run.value
+        #expect(recorder.all.filter { $0.hasSuffix(":shutdown") }.count == 2)
+    }
+
+    @Test func failedRuntimeAddReleasesItsPortClaim() async throws {
+        let manager = ServerManager(logger: quietLogger)
+        let servers = [Server(config: ServerConfig(name: "base", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))]
+        try await withManager(manager, servers) { _ in
+            let free = try PortHolder()
+            let port = free.port
+            _ = consume free
+            // Binds `port`, then fails to start (invalid TLS): the claim on `port` must be released.
+            var broken = ServerConfig(name: "broken", port: port)
+            broken.tls = ServerConfig.TLS(certificatePEM: "x", privateKeyPEM: "y")
+            await #expect(throws: ServerError.self) {
+                try await manager.addServer(Server(config: broken, lifecycle: RecordingAPI(recorder: Recorder())))
+            }
+            #expect(await connectionRefused(port))
+            let retry = try await manager.addServer(
+                Server(config: ServerConfig(name: "retry", port: port), lifecycle: RecordingAPI(recorder: Recorder())))
+            #expect(retry.port == port)
+        }
+    }
+}

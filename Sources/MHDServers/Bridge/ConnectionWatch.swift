@@ -47,7 +47,7 @@ final class ConnectionWatch: Sendable {
     init(timeout: Duration, logger: Logger, name: String) {
         let (seconds, attoseconds) = timeout.components
         deadlineNanos = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
-        interval = min(.seconds(1), timeout / 4)
+        interval = max(.milliseconds(10), min(.seconds(1), timeout / 4))
         self.logger = logger
         self.name = name
     }

@@ -32,9 +32,20 @@ final class Engine: @unchecked Sendable {
     let logger: Logger
     let stats: ServerStats
 
-    /// Set once by `start`, cleared by `stop`; only the owning ``HTTPServer`` calls those.
-    private var daemon: OpaquePointer?
-    private var quiesced = false
+    /// The daemon and the engine's copy of the listening socket. Quiesce and stop can be asked
+    /// for from several tasks at once (a signal, the manager, a late runtime add), so both run
+    /// under this lock.
+    private struct Lifecycle {
+        var daemon: OpaquePointer?
+        /// The descriptor the engine listens on: a `dup` of ``socket``'s, owned by the engine
+        /// until `MHD_quiesce_daemon` hands it back (then ours to close).
+        var engineFD: Int32 = -1
+        /// Quiesce was attempted (at most once).
+        var quiesced = false
+        /// The engine handed ``engineFD`` back (a successful quiesce): we close it.
+        var handedBack = false
+    }
+    private let lifecycle = Locked(Lifecycle())
     private let draining = Atomic<Bool>(false)
     /// Set when a graceful shutdown starts: the readiness probe answers 503 from then on.
     let notReady = Atomic<Bool>(false)
@@ -79,9 +90,18 @@ final class Engine: @unchecked Sendable {
     /// Starts the daemon on the already listening socket.
     func start() throws {
         let me = Unmanaged.passRetained(self).toOpaque()
+        // The engine gets its own descriptor for the socket: whatever it closes (at stop, or
+        // on its own failure paths) is never the number ``socket`` still owns.
+        let engineFD = fcntl(socket.fd, F_DUPFD_CLOEXEC, 0)
+        guard engineFD >= 0 else {
+            Unmanaged<Engine>.fromOpaque(me).release()
+            throw ServerError(
+                .startFailed, server: config.name, host: config.host, portsTried: [socket.port],
+                message: "cannot duplicate the listening socket: \(System.errorText(errno))")
+        }
         let limits = config.limits
         var options: [MHD_OptionItem] = [
-            .init(option: .LISTEN_SOCKET, value: Int(socket.fd), ptr_value: nil),
+            .init(option: .LISTEN_SOCKET, value: Int(engineFD), ptr_value: nil),
             .init(option: .NOTIFY_COMPLETED, value: unsafeBitCast(completedCallback, to: Int.self), ptr_value: me),
             .init(option: .EXTERNAL_LOGGER, value: unsafeBitCast(logCallback, to: Int.self), ptr_value: me),
             .init(option: .URI_LOG_CALLBACK, value: unsafeBitCast(uriCallback, to: Int.self), ptr_value: me),
@@ -121,7 +141,10 @@ final class Engine: @unchecked Sendable {
                 .startFailed, server: config.name, host: config.host, portsTried: [socket.port],
                 message: "cannot start the HTTP engine: \(detail.trimmingTrailingNewlines)")
         }
-        daemon = started
+        lifecycle.withLock {
+            $0.daemon = started
+            $0.engineFD = engineFD
+        }
     }
 
     /// The flags every daemon uses: epoll on internal threads, suspend/resume for async
@@ -136,14 +159,18 @@ final class Engine: @unchecked Sendable {
         notReady.store(true, ordering: .relaxed)
         draining.store(true, ordering: .relaxed)
         quiescedAt.withLock { $0 = $0 ?? .now }
-        guard let daemon, !quiesced else { return }
-        quiesced = true
-        let fd = MHD_quiesce_daemon(daemon)
-        if fd < 0 {
-            logger.debug("engine could not quiesce; the listening socket closes at stop")
-            quiesced = false
+        lifecycle.withLock { state in
+            guard let daemon = state.daemon, !state.quiesced else { return }
+            state.quiesced = true
+            if MHD_quiesce_daemon(daemon) < 0 {
+                // The engine keeps polling the socket; it closes at stop.
+                logger.debug("engine could not quiesce; the listening socket closes at stop")
+                return
+            }
+            // The engine no longer polls it: refuse new connections at once.
+            state.handedBack = true
+            socket.stopListening()
         }
-        socket.stopListening()
     }
 
     /// Waits until no request is in progress, the deadline passes, or the task is cancelled.
@@ -172,7 +199,7 @@ final class Engine: @unchecked Sendable {
             return Array(registry.contexts.values)
         }
         for context in leftovers {
-            context.cancelTask(clientGone: false)
+            context.cancelTask()
             context.abandon()
         }
         return leftovers.count
@@ -181,13 +208,18 @@ final class Engine: @unchecked Sendable {
     /// Stops the daemon (closing every connection) after making sure no connection is still
     /// suspended: the engine aborts the process if it is stopped with one.
     func stop() {
-        guard let daemon else { return }
-        abandonSuspended()
-        MHD_stop_daemon(daemon)
-        self.daemon = nil
-        releaseTLSMaterial()
-        if quiesced { socket.close() }
-        Unmanaged.passUnretained(self).release()
+        lifecycle.withLock { state in
+            guard let daemon = state.daemon else { return }
+            abandonSuspended()
+            MHD_stop_daemon(daemon)
+            state.daemon = nil
+            // After a successful quiesce the engine handed its descriptor back to us.
+            if state.handedBack && state.engineFD >= 0 { _ = Glibc.close(state.engineFD) }
+            state.engineFD = -1
+            releaseTLSMaterial()
+            socket.close()
+            Unmanaged.passUnretained(self).release()
+        }
     }
 
     private func releaseTLSMaterial() {
@@ -202,7 +234,7 @@ final class Engine: @unchecked Sendable {
 
     /// Open connections, including idle keep-alive ones.
     var openConnections: Int {
-        guard let daemon else { return 0 }
+        guard let daemon = lifecycle.withLock({ $0.daemon }) else { return 0 }
         return Int(mhds_daemon_current_connections(daemon))
     }
 
@@ -325,8 +357,9 @@ final class Engine: @unchecked Sendable {
             do {
                 response = try await handler(request)
             } catch {
-                let gone = context.shared.withLock { $0.clientGone }
-                response = gone ? Engine.shuttingDown : self.failure(error, request, route: route)
+                // Cancelled by us (client gone, or abandoned at shutdown): not a handler failure.
+                let cancelled = context.shared.withLock { $0.cancelled }
+                response = cancelled ? Engine.shuttingDown : self.failure(error, request, route: route)
             }
             if context.finish(with: response) {
                 self.registry.withLock { _ = $0.contexts.removeValue(forKey: ObjectIdentifier(context)) }
@@ -366,7 +399,7 @@ final class Engine: @unchecked Sendable {
         // It finished meanwhile on another thread, or the server is stopping.
         let stage = context.shared.withLock { $0.stage }
         if case .completed(let response) = stage { return queue(response, on: context) }
-        task.cancel()
+        context.cancelTask()
         return queue(Engine.shuttingDown, on: context, close: true)
     }
 
@@ -390,7 +423,7 @@ final class Engine: @unchecked Sendable {
                 for (index, entry) in fds.enumerated()
                 where entry.revents & (Engine.pollHangUp | Int16(POLLHUP) | Int16(POLLERR) | Int16(POLLNVAL)) != 0 {
                     logger.debug("client went away; cancelling its handler", metadata: ["server": "\(config.name)"])
-                    watched[index].cancelTask(clientGone: true)
+                    watched[index].cancelTask()
                 }
             }
         }

@@ -45,11 +45,22 @@ final class ListeningSocket: @unchecked Sendable {
     ) throws -> ListeningSocket {
         _ = System.ignoreSIGPIPE
         if let fd = SocketActivation.take(for: config.name) {
-            let socket = try adopt(fd, config)
+            let socket: ListeningSocket
+            do {
+                socket = try adopt(fd, config)
+            } catch {
+                _ = Glibc.close(fd)
+                throw error
+            }
             observe(.available(socket.port))
             return socket
         }
         let addresses = try resolve(config)
+        guard !addresses.isEmpty else {
+            throw ServerError(
+                .invalidHost, server: config.name, host: config.host, portsTried: [],
+                message: "host '\(config.host)' has no IPv4 or IPv6 address")
+        }
         var tried: [Int] = []
         for port in config.candidatePorts {
             guard (0...65535).contains(port) else {

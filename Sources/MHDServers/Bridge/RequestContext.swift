@@ -61,7 +61,8 @@ final class RequestContext: @unchecked Sendable {
         /// The handler's response; `nil` when the server resumed the connection itself.
         var response: Response?
         var task: Task<Void, Never>?
-        var clientGone = false
+        /// The server cancelled the task (client gone or shutdown).
+        var cancelled = false
     }
 
     /// Created by the engine thread just before an async handler starts (sync requests never
@@ -103,10 +104,10 @@ final class RequestContext: @unchecked Sendable {
         }
     }
 
-    /// Cancels the handler task, if any (client gone or forced shutdown).
-    func cancelTask(clientGone: Bool) {
+    /// Cancels the handler task, if any (client gone or shutdown).
+    func cancelTask() {
         let task = shared.withLock { state -> Task<Void, Never>? in
-            if clientGone { state.clientGone = true }
+            state.cancelled = true
             return state.task
         }
         task?.cancel()
