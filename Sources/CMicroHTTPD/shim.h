@@ -25,24 +25,6 @@ mhds_start_daemon(unsigned int flags,
                             MHD_OPTION_END);
 }
 
-/// The port the daemon's listening socket is bound to, or 0 if unknown.
-static inline uint16_t
-mhds_daemon_bind_port(struct MHD_Daemon *daemon)
-{
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
-    return info == NULL ? 0 : info->port;
-}
-
-/// Number of connections the daemon currently holds open.
-static inline unsigned int
-mhds_daemon_current_connections(struct MHD_Daemon *daemon)
-{
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    return info == NULL ? 0 : info->num_connections;
-}
-
 /// The connection's socket, or -1.
 static inline int
 mhds_connection_fd(struct MHD_Connection *connection)
@@ -68,13 +50,6 @@ mhds_connection_socket_context(struct MHD_Connection *connection)
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return info == NULL ? NULL : info->socket_context;
-}
-
-/// Overrides the idle timeout of one connection (seconds, 0 = daemon default).
-static inline enum MHD_Result
-mhds_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds)
-{
-    return MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, seconds);
 }
 
 #endif

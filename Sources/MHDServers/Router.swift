@@ -192,11 +192,6 @@ public struct Router: HTTPHandler {
         }
     }
 
-    /// Whether a route exists for exactly this method and pattern.
-    public func hasRoute(_ method: HTTPMethod, _ path: String) -> Bool {
-        routes().contains { $0.path == Self.normalize(path) && $0.handlers[method] != nil }
-    }
-
     // MARK: Internals
 
     private mutating func add(_ method: HTTPMethod, _ path: String, _ handler: Handler) {

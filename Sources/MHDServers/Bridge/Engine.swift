@@ -8,15 +8,17 @@ import Glibc
 
 /// One running libmicrohttpd daemon and the bridge from its callbacks into Swift.
 ///
-/// Request flow (see `access`):
-/// 1. First callback (headers only): create the ``RequestContext``; reject early only what can
-///    never succeed (an oversized `Content-Length`), since a response queued here makes the
-///    engine drop keep-alive.
-/// 2. Body callbacks: append to the context, up to `maxBodySize`.
-/// 3. Final callback: route. An inline handler answers right here. An async handler suspends
-///    the connection first, then starts a task; the task resumes the connection exactly once,
-///    and the engine calls back on its own thread, where the response is queued.
-/// 4. `NOTIFY_COMPLETED` releases the context and records the request.
+/// Request flow:
+/// 1. URI callback (request line read): create the ``RequestContext``; the request counts as
+///    in flight from here.
+/// 2. First access callback (headers only): reject early only what can never succeed (see
+///    ``RequestGuard``), since a response queued here makes the engine drop keep-alive.
+/// 3. Body callbacks: append to the context, up to `maxBodySize`.
+/// 4. Final callback: route. An inline handler answers right here. An async handler starts at
+///    once on this thread (see `runAsync`); only if it suspends is the connection suspended, and
+///    its task then resumes it exactly once; the engine calls back on its own thread, where the
+///    response is queued.
+/// 5. `NOTIFY_COMPLETED` releases the context and records the request.
 final class Engine: @unchecked Sendable {
     enum Responder: Sendable {
         case router(Router)
@@ -232,12 +234,6 @@ final class Engine: @unchecked Sendable {
         tlsMaterial = []
     }
 
-    /// Open connections, including idle keep-alive ones.
-    var openConnections: Int {
-        guard let daemon = lifecycle.withLock({ $0.daemon }) else { return 0 }
-        return Int(mhds_daemon_current_connections(daemon))
-    }
-
     // MARK: Callbacks
 
     fileprivate func access(
@@ -249,16 +245,24 @@ final class Engine: @unchecked Sendable {
         _ uploadSize: UnsafeMutablePointer<Int>,
         _ slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     ) -> MHD_Result {
-        let context: RequestContext
-        if let raw = slot.pointee {
-            context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
-        } else {
-            // Normally created by the URI callback; kept for safety.
-            context = RequestContext(connection: connection)
-            slot.pointee = Unmanaged.passRetained(context).toOpaque()
-            stats.began()
-            metrics.began()
+        // Normally created by the URI callback; created here only if that did not run.
+        let raw = slot.pointee ?? began(connection, target: nil)
+        slot.pointee = raw
+        // The engine owns the context until `NOTIFY_COMPLETED`: borrowed, no retain/release.
+        return Unmanaged<RequestContext>.fromOpaque(raw)._withUnsafeGuaranteedRef { context in
+            access(context, connection, url, method, version, uploadData, uploadSize)
         }
+    }
+
+    private func access(
+        _ context: RequestContext,
+        _ connection: OpaquePointer,
+        _ url: UnsafePointer<CChar>,
+        _ method: UnsafePointer<CChar>,
+        _ version: UnsafePointer<CChar>,
+        _ uploadData: UnsafePointer<CChar>?,
+        _ uploadSize: UnsafeMutablePointer<Int>
+    ) -> MHD_Result {
         if context.phase == .created {
             // Headers-only callback: only early rejections are answered here (a response queued
             // now makes the engine drop keep-alive).
