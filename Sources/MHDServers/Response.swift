@@ -58,13 +58,16 @@ public struct Response: Sendable {
 
     /// An `application/json` response encoding `value`.
     ///
+    /// Without an `encoder`, one shared encoder configured like ``defaultEncoder`` is used, so
+    /// a JSON response does not build a new encoder per request.
+    ///
     /// ```swift
     /// return try .json(["status": "ok"])
     /// ```
     public static func json<T: Encodable>(
-        _ value: T, status: HTTPStatus = .ok, encoder: JSONEncoder = Response.defaultEncoder
+        _ value: T, status: HTTPStatus = .ok, encoder: JSONEncoder? = nil
     ) throws -> Response {
-        let data = try encoder.encode(value)
+        let data = try (encoder ?? sharedEncoder).encode(value)
         return Response(status: status, headers: ["Content-Type": "application/json"], body: Array(data))
     }
 
@@ -102,13 +105,19 @@ public struct Response: Sendable {
         return copy
     }
 
-    /// The encoder ``json(_:status:encoder:)`` uses by default (sorted keys, ISO 8601 dates).
+    /// The encoder configuration ``json(_:status:encoder:)`` uses by default (sorted keys, no
+    /// escaped slashes, ISO 8601 dates): a new instance each time, to adjust and pass in.
     public static var defaultEncoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
         return encoder
     }
+}
+
+extension Response {
+    /// One encoder shared by every default JSON response (JSONEncoder is thread-safe).
+    static let sharedEncoder = Response.defaultEncoder
 }
 
 /// Quotes a string as a JSON string literal.
