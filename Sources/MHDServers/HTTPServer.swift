@@ -133,6 +133,8 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         } onCancelOrGracefulShutdown: {
             self.beginShutdown()
         }
+        // Cancelled rather than asked to shut down gracefully: stop at once, without a drain.
+        if Task.isCancelled { stopNow() }
         await events.shuttingDown()
         await finishShutdown()
     }

@@ -291,7 +291,12 @@ final class Engine: @unchecked Sendable {
         case .receiving:
             return dispatch(context, url: url, method: method, version: version)
         case .suspended:
-            let response = context.shared.withLock { $0.response }
+            let (response, clientGone) = context.shared.withLock { ($0.response, $0.clientGone) }
+            if clientGone {
+                // Nobody to answer: close the connection, so the request ends aborted.
+                context.phase = .answered
+                return .NO
+            }
             return queue(response ?? Engine.shuttingDown, on: context, close: response == nil)
         case .answered, .created:
             return .YES
@@ -427,7 +432,7 @@ final class Engine: @unchecked Sendable {
                 for (index, entry) in fds.enumerated()
                 where entry.revents & (Engine.pollHangUp | Int16(POLLHUP) | Int16(POLLERR) | Int16(POLLNVAL)) != 0 {
                     logger.debug("client went away; cancelling its handler", metadata: ["server": "\(config.name)"])
-                    watched[index].cancelTask()
+                    watched[index].cancelTask(clientGone: true)
                 }
             }
         }

@@ -63,6 +63,8 @@ final class RequestContext: @unchecked Sendable {
         var task: Task<Void, Never>?
         /// The server cancelled the task (client gone or shutdown).
         var cancelled = false
+        /// The client hung up while the handler ran: the request ends aborted, unanswered.
+        var clientGone = false
     }
 
     /// Created by the engine thread just before an async handler starts (sync requests never
@@ -105,9 +107,10 @@ final class RequestContext: @unchecked Sendable {
     }
 
     /// Cancels the handler task, if any (client gone or shutdown).
-    func cancelTask() {
+    func cancelTask(clientGone: Bool = false) {
         let task = shared.withLock { state -> Task<Void, Never>? in
             state.cancelled = true
+            if clientGone { state.clientGone = true }
             return state.task
         }
         task?.cancel()
