@@ -93,12 +93,13 @@ struct BindingTests {
     }
 
     @Test func portIsReleasedAfterStop() async throws {
-        let server = HTTPServer(config: ServerConfig(name: "rel", port: 0), router: Self.router(), logger: quietLogger)
-        let port = try await withRunning(server) { $0 }
+        // A reserved port: nothing else in this process binds it between the two servers.
+        let port = try ReservedPorts.take()
+        let server = HTTPServer(config: ServerConfig(name: "rel", port: port), router: Self.router(), logger: quietLogger)
+        try await withRunning(server) { bound async throws in #expect(bound == port) }
         #expect(await connectionRefused(port))
         // The same port can be bound again at once.
         let again = HTTPServer(config: ServerConfig(name: "again", port: port), router: Self.router(), logger: quietLogger)
         try await withRunning(again) { second async throws in #expect(second == port) }
     }
 }
-

@@ -4,9 +4,7 @@ import Testing
 @Suite("Health and readiness")
 struct HealthTests {
     static func server(name: String = "h") -> Server {
-        Server(
-            config: ServerConfig(name: name, port: 0, health: .init()),
-            lifecycle: RecordingAPI(recorder: Recorder(), slow: .milliseconds(1500)))
+        Server(config: ServerConfig(name: name, port: 0, health: .init()), lifecycle: RecordingAPI(recorder: Recorder()))
     }
 
     @Test func probesAnswerAndBypassAuthentication() async throws {
@@ -35,21 +33,23 @@ struct HealthTests {
     }
 
     @Test func readinessTurns503WhenShutdownStartsWhileStillAccepting() async throws {
-        let manager = ServerManager(logger: quietLogger, drainDelay: .milliseconds(800))
+        let delay = Duration.seconds(4)
+        let manager = ServerManager(logger: quietLogger, drainDelay: delay)
         let run = Task { try await manager.runAll([Self.server()], signals: []) }
-        let port = try await manager.waitUntilStarted()[0].address!.port
+        let port = try #require(try await manager.waitUntilStarted()[0].address?.port)
         #expect(try await request(port, "GET", "/readyz").status == 200)
+        let start = ContinuousClock.now
         let shutdown = Task { await manager.shutdown() }
-        try await waitUntil { (try? await request(port, "GET", "/readyz").status) == 503 }
+        try await waitUntil("readiness to turn 503") { (try? await request(port, "GET", "/readyz").status) == 503 }
         let draining = try await request(port, "GET", "/readyz")
         #expect(draining.status == 503)
         #expect(draining.text == #"{"status":"draining"}"#)
         // Still accepting and serving during the delay.
         #expect(try await request(port, "GET", "/name").text == "h")
         #expect(try await request(port, "GET", "/healthz").status == 200)
-        // Then new connections are refused.
-        try await waitUntil { await connectionRefused(port) }
-        #expect(await connectionRefused(port))
+        // Then, after the delay and not before, new connections are refused.
+        try await waitUntil("the listener to refuse", timeout: .seconds(15)) { await connectionRefused(port) }
+        #expect(ContinuousClock.now - start >= delay)
         await shutdown.value
         try await run.value
     }

@@ -19,18 +19,34 @@ struct HostileClientTests {
     static let limits = ServerConfig.Limits(
         maxConnections: 16, maxConnectionsPerIP: 16, connectionTimeout: .seconds(1), maxBodySize: 4096)
 
-    /// Sends `bytes` on a fresh connection and reads one response (nil if the server closed
-    /// without answering). A reset while sending is fine: the answer may already be there.
-    static func exchange(_ port: Int, _ bytes: [UInt8]) async throws -> RawResponse? {
+    /// What the server did with one hostile request.
+    struct Outcome: Sendable {
+        /// The one response it sent.
+        var response: RawResponse
+        /// What followed the response: the server closed the connection, or kept it open.
+        var then: Connection.Ending
+
+        var status: Int { response.status }
+        var closed: Bool { then == .closed }
+    }
+
+    /// Sends `bytes` on a fresh connection, reads the one response the server must send (a
+    /// server that hangs up or stays silent fails the test), then what follows it: nothing more,
+    /// then either the close or silence. A reset while sending is fine: the answer may be there.
+    static func exchange(_ port: Int, _ bytes: [UInt8], readTimeout: Double = 3) async throws -> Outcome {
         try await offPool {
-            let connection = try Connection(port: port, timeout: 5)
+            let connection = try Connection(port: port, timeout: readTimeout)
             try? connection.send(bytes)
-            return try? connection.readResponse()
+            let response = try connection.readResponse()
+            var then = connection.ending()
+            // A second response (or stray bytes) after the first is a framing error of its own.
+            if !connection.unreadBytes(wait: .zero).isEmpty { then = .timedOut }
+            return Outcome(response: response, then: then)
         }
     }
 
-    static func exchange(_ port: Int, _ text: String) async throws -> RawResponse? {
-        try await exchange(port, Array(text.utf8))
+    static func exchange(_ port: Int, _ text: String, readTimeout: Double = 3) async throws -> Outcome {
+        try await exchange(port, Array(text.utf8), readTimeout: readTimeout)
     }
 
     /// The server still serves a normal request.
@@ -48,86 +64,109 @@ struct HostileClientTests {
     }
 
     @Test(arguments: [
-        "GARBAGE\r\n\r\n",
-        "GET\r\n\r\n",
-        "GET /hello HTTP/1.1 extra\r\nHost: t\r\n\r\n",
-        "GET /hello HTTP/9.9\r\nHost: t\r\n\r\n",
-        "GET /hello HTTP/1.1\r\nNo colon here\r\n\r\n",
+        ("GET /hello HTTP/1.1 extra\r\nHost: t\r\n\r\n", 400),
+        ("GET /hello HTTP/9.9\r\nHost: t\r\n\r\n", 505),
+        ("GET /hello HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
     ])
-    func malformedRequestLinesAndHeadersAre4xx(_ text: String) async throws {
+    func malformedRequestLinesAndHeadersAreRefusedAndClosed(_ text: String, _ status: Int) async throws {
         try await Self.run { port in
-            let response = try await Self.exchange(port, text)
-            if let response { #expect((400..<500).contains(response.status) || response.status == 505) }
+            let outcome = try await Self.exchange(port, text)
+            #expect(outcome.status == status)
+            #expect(outcome.closed)
+        }
+    }
+
+    /// A request line without spaces: the engine drops the connection before any callback runs.
+    /// Issue #10 (RFC 9112 conformance) makes this a 400; until then it is a known issue, and
+    /// this test fails as soon as it is fixed so the expectation can be made plain.
+    @Test(arguments: ["GARBAGE\r\n\r\n", "GET\r\n\r\n"])
+    func requestLineWithoutSpacesIs400AndClose(_ text: String) async throws {
+        try await Self.run { port in
+            await withKnownIssue("engine closes without an answer (issue #10)") {
+                let outcome = try await Self.exchange(port, text)
+                #expect(outcome.status == 400)
+                #expect(outcome.closed)
+            }
         }
     }
 
     @Test func unknownMethodIs405WithAllow() async throws {
         try await Self.run { port in
-            let response = try #require(try await Self.exchange(port, "BREW /hello HTTP/1.1\r\nHost: t\r\n\r\n"))
-            #expect(response.status == 405)
-            #expect(response.header("Allow") == "GET, HEAD")
+            let outcome = try await Self.exchange(port, "BREW /hello HTTP/1.1\r\nHost: t\r\n\r\n", readTimeout: 0.5)
+            #expect(outcome.status == 405)
+            #expect(outcome.response.header("Allow") == "GET, HEAD")
+            // A well-formed request for a method nobody routes: the connection stays usable.
+            #expect(outcome.then == .timedOut)
         }
     }
 
     @Test func http09AndHttp2PrefacesAreRefused() async throws {
         try await Self.run { port in
             let old = try await Self.exchange(port, "GET /hello\r\n\r\n")
-            #expect(old.map { $0.status >= 400 } ?? true)
-            let h2 = try #require(try await Self.exchange(port, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+            #expect(old.status == 400)
+            #expect(old.closed)
+            let h2 = try await Self.exchange(port, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
             #expect(h2.status == 505)
+            #expect(h2.closed)
         }
     }
 
     @Test func hugeUrlIs414AndHugeHeaderIs431() async throws {
         try await Self.run { port in
-            let url = try #require(
-                try await Self.exchange(port, "GET /" + String(repeating: "a", count: 70_000) + " HTTP/1.1\r\nHost: t\r\n\r\n"))
+            let url = try await Self.exchange(
+                port, "GET /" + String(repeating: "a", count: 70_000) + " HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(url.status == 414)
-            let header = try #require(
-                try await Self.exchange(
-                    port, "GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + String(repeating: "b", count: 70_000) + "\r\n\r\n"))
+            #expect(url.closed)
+            let header = try await Self.exchange(
+                port, "GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + String(repeating: "b", count: 70_000) + "\r\n\r\n")
             #expect(header.status == 431)
+            #expect(header.closed)
         }
     }
 
     @Test func nulBytesInThePathAreRejected() async throws {
         try await Self.run { port in
-            let encoded = try #require(try await Self.exchange(port, "GET /hello%00.txt HTTP/1.1\r\nHost: t\r\n\r\n"))
+            let encoded = try await Self.exchange(port, "GET /hello%00.txt HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(encoded.status == 400)
+            #expect(encoded.closed)
             let raw = try await Self.exchange(port, Array("GET /hel".utf8) + [0] + Array("lo HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
-            #expect(raw.map { $0.status == 400 } ?? true)
+            #expect(raw.status == 400)
+            #expect(raw.closed)
         }
     }
 
     @Test func bareLineFeedsAreHandled() async throws {
         try await Self.run { port in
-            let response = try await Self.exchange(port, "GET /hello HTTP/1.1\nHost: t\nConnection: close\n\n")
-            if let response { #expect(response.status == 200 || response.status == 400) }
+            // RFC 9112 §2.2 lets a recipient accept a bare LF as a line terminator; the engine does.
+            let outcome = try await Self.exchange(port, "GET /hello HTTP/1.1\nHost: t\nConnection: close\n\n")
+            #expect(outcome.status == 200)
+            #expect(outcome.response.text == "hello")
+            #expect(outcome.closed)
         }
     }
 
     @Test(arguments: [
-        ("zz\r\nhello\r\n0\r\n\r\n", "bad size"),
-        ("FFFFFFFFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n", "huge size"),
-        ("-5\r\nhello\r\n0\r\n\r\n", "negative size"),
+        ("zz\r\nhello\r\n0\r\n\r\n", 400),
+        ("FFFFFFFFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n", 413),
+        ("-5\r\nhello\r\n0\r\n\r\n", 400),
     ])
-    func brokenChunkedBodiesAreRejected(_ body: String, _ label: String) async throws {
+    func brokenChunkedBodiesAreRejectedAndClosed(_ body: String, _ status: Int) async throws {
         try await Self.run { port in
-            let response = try await Self.exchange(
+            let outcome = try await Self.exchange(
                 port, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
-            if let response { #expect(response.status == 400 || response.status == 413, "\(label)") }
+            #expect(outcome.status == status, "\(body)")
+            #expect(outcome.closed)
         }
     }
 
     @Test func chunkExtensionsAndTrailersAreAccepted() async throws {
         try await Self.run { port in
-            let response = try #require(
-                try await Self.exchange(
-                    port,
-                    "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                        + "5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"))
-            #expect(response.status == 200)
-            #expect(response.text == "hello world")
+            let outcome = try await Self.exchange(
+                port,
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                    + "5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n")
+            #expect(outcome.status == 200)
+            #expect(outcome.response.text == "hello world")
         }
     }
 
@@ -189,15 +228,21 @@ struct HostileClientTests {
             #expect(final.status == 200)
             #expect(final.text == "hello")
             // Too large: refused before the body is sent, without a 100.
-            let refused = try #require(
-                try await Self.exchange(
-                    port, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 999999\r\nExpect: 100-continue\r\n\r\n"))
+            let refused = try await Self.exchange(
+                port, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 999999\r\nExpect: 100-continue\r\n\r\n")
             #expect(refused.status == 413)
-            // No body at all.
-            let empty = try #require(
-                try await Self.exchange(
-                    port, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"))
-            #expect(empty.status == 200 || empty.status == 100)
+            #expect(refused.closed)
+            // No body at all: an interim 100 is allowed (RFC 9110 §10.1.1), then the real answer.
+            let empty = try await offPool { () -> [RawResponse] in
+                let connection = try Connection(port: port, timeout: 3)
+                try connection.send(
+                    "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+                var responses = [try connection.readResponse()]
+                if responses[0].status == 100 { responses.append(try connection.readResponse()) }
+                return responses
+            }
+            #expect(empty.last?.status == 200)
+            #expect(empty.last?.body.isEmpty == true)
         }
     }
 
@@ -220,17 +265,20 @@ struct HostileClientTests {
     @Test func idleAndSlowClientsAreClosedWhileOthersAreServed() async throws {
         try await Self.run { port in
             // One byte, then silence: the 1 s idle timeout closes it.
+            let start = ContinuousClock.now
             let idle = try await offPool { () -> Connection in
-                let connection = try Connection(port: port, timeout: 5)
+                let connection = try Connection(port: port, timeout: 10)
                 try connection.send("G")
                 return connection
             }
             // Others are served normally meanwhile.
             for _ in 0..<5 { try await Self.stillServes(port) }
-            let start = ContinuousClock.now
-            let closed = try await offPool { idle.isClosedByPeer() }
-            #expect(closed)
-            #expect(ContinuousClock.now - start < .seconds(4))
+            let ending = try await offPool { idle.ending() }
+            let elapsed = ContinuousClock.now - start
+            #expect(ending == .closed)
+            // Closed by the 1 s timeout: not before it, and long before the client's own 10 s.
+            #expect(elapsed >= .milliseconds(900))
+            #expect(elapsed < .seconds(5))
         }
     }
 
@@ -240,26 +288,30 @@ struct HostileClientTests {
         limits.requestHeaderTimeout = .seconds(1)
         try await withServer(Self.router(), limits: limits) { port async throws in
             let dribbler = Task {
-                try await offPool { () -> Bool in
+                try await offPool { () -> Duration? in
+                    let start = ContinuousClock.now
                     let connection = try Connection(port: port, timeout: 10)
-                    // One byte every 200 ms: never idle long enough for the idle timeout.
-                    for byte in Array("GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ".utf8) + Array(repeating: UInt8(97), count: 200) {
-                        do { try connection.send([byte]) } catch { return true }
-                        usleep(200_000)
+                    // One byte every 100 ms: never idle long enough for the 5 s idle timeout.
+                    for byte in Array("GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ".utf8) + Array(repeating: UInt8(97), count: 400) {
+                        do { try connection.send([byte]) } catch { return ContinuousClock.now - start }
+                        if connection.unreadBytes(wait: .milliseconds(100)).count > 0 || connection.peerClosed() {
+                            return ContinuousClock.now - start
+                        }
                     }
-                    return false
+                    return nil
                 }
             }
             for _ in 0..<5 { try await Self.stillServes(port) }
-            // Dribbling all 240 bytes would take 48 s, and every gap is far below the idle
-            // timeout: only the header deadline can end it early.
-            let cut = try await dribbler.value
-            #expect(cut)
+            // Dribbling all 440 bytes would take 44 s, and every gap is far below the idle
+            // timeout: only the 1 s header deadline (checked every 250 ms) can end it this early.
+            let cut = try #require(try await dribbler.value, "the dribbling client was never cut off")
+            #expect(cut >= .milliseconds(900))
+            #expect(cut < .seconds(4))
             try await Self.stillServes(port)
         }
     }
 
-    @Test func connectionFloodPastTheLimitIsHeldOffAndServiceRecovers() async throws {
+    @Test func connectionFloodPastTheLimitWaitsInTheBacklogUntilASlotFrees() async throws {
         var limits = Self.limits
         limits.connectionTimeout = .seconds(10)
         limits.requestHeaderTimeout = .seconds(10)
@@ -273,34 +325,57 @@ struct HostileClientTests {
                     return connection
                 }
             }
-            // Past the limit a new client is not served...
-            let blocked = try await offPool { () -> Bool in
-                let connection = try Connection(port: port, timeout: 1)
-                try connection.send("GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                return (try? connection.readResponse()) == nil
+            // Past the limit a new client is neither served nor refused: it waits in the
+            // kernel's backlog (README: "more wait in the kernel's backlog until a slot frees").
+            let waiting = try await offPool { () -> (Connection, [UInt8], Bool) in
+                let connection = try Connection(port: port, timeout: 10)
+                try connection.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+                let early = connection.unreadBytes(wait: .seconds(1))
+                return (connection, early, connection.peerClosed())
             }
-            #expect(blocked)
-            // ...and once the flood goes away, service recovers at once.
+            #expect(waiting.1.isEmpty, "answered while every slot was taken")
+            #expect(!waiting.2, "closed instead of waiting")
+            // One slot frees: the waiting client is served on the connection it already has.
+            holders[0].close()
+            let served = try await offPool { try waiting.0.readResponse() }
+            #expect(served.status == 200)
+            #expect(served.text == "hello")
             for connection in holders { connection.close() }
-            try await waitUntil { (try? await request(port, "GET", "/hello").status) == 200 }
             try await Self.stillServes(port)
         }
     }
 
-    @Test func disconnectDuringAsyncHandlerLeavesNothingInFlight() async throws {
+    @Test func disconnectDuringAsyncHandlerCancelsItAndLeavesNothingInFlight() async throws {
+        let started = Counter()
+        let cancelled = Counter()
+        let never = Gate()
+        var router = Self.router()
+        router.get("/hang") { _ in
+            started.increment()
+            do { try await never.wait() } catch {
+                cancelled.increment()
+                throw error
+            }
+            return .text("late")
+        }
         let server = HTTPServer(
-            config: ServerConfig(name: "t", port: 0, limits: Self.limits), router: Self.router(), logger: quietLogger)
+            config: ServerConfig(name: "t", port: 0, limits: Self.limits), router: router, logger: quietLogger)
         try await withRunning(server) { port async throws in
-            for _ in 0..<10 {
+            for round in 1...10 {
                 let connection = try await offPool { () -> Connection in
                     let connection = try Connection(port: port)
-                    try connection.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+                    try connection.send("GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
                     return connection
                 }
+                try await started.wait(for: round, "handler \(round) to start")
+                #expect(server.stats.inFlight == 1)
                 connection.close()
+                try await cancelled.wait(for: round, "handler \(round) to be cancelled")
             }
-            try await waitUntil { server.stats.inFlight == 0 }
-            #expect(server.stats.inFlight == 0)
+            try await waitUntil("in-flight to return to 0") { server.stats.inFlight == 0 }
+            let snapshot = server.stats.snapshot()
+            #expect(snapshot.aborted == 10)
+            #expect(snapshot.handlerErrors == 0)
             try await Self.stillServes(port)
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// A deliberately small HTTP/1.1 client on raw blocking sockets, run on its own thread so tests
 /// never block Swift's cooperative pool. Tests need exact control (keep-alive, raw bytes,
@@ -28,7 +29,7 @@ final class Connection: @unchecked Sendable {
     init(port: Int, host: String = "127.0.0.1", timeout: Double = 10) throws {
         let v6 = host.contains(":")
         fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var result: Int32
@@ -73,6 +74,48 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Bytes the server sent that no response has consumed yet: what is buffered plus whatever
+    /// arrives within `wait`. After a complete response this must be empty.
+    func unreadBytes(wait: Duration = .milliseconds(200)) -> [UInt8] {
+        var pending = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let (seconds, attoseconds) = wait.components
+        let milliseconds = Int32(seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        if poll(&pending, 1, milliseconds) > 0 {
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 { buffer.append(contentsOf: chunk[0..<n]) }
+        }
+        return buffer
+    }
+
+    /// Whether the peer has closed or reset the connection (checked without blocking).
+    func peerClosed() -> Bool {
+        var pending = pollfd(fd: fd, events: Int16(POLLIN) | 0x2000 /* POLLRDHUP */, revents: 0)
+        guard poll(&pending, 1, 0) > 0 else { return false }
+        if pending.revents & (0x2000 | Int16(POLLHUP) | Int16(POLLERR)) != 0 { return true }
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) <= 0
+    }
+
+    /// How a read ended when no (further) response came.
+    enum Ending: Equatable, Sendable {
+        /// The server closed the connection (EOF or reset).
+        case closed
+        /// Nothing arrived before the read timeout: the connection was left open.
+        case timedOut
+    }
+
+    /// Reads until the server closes or the read times out, and says which happened.
+    func ending() -> Ending {
+        do {
+            while true { try fill() }
+        } catch ClientError.timeout {
+            return .timedOut
+        } catch {
+            return .closed
+        }
+    }
+
     /// Closes the connection abruptly.
     func close() { shutdown(fd, Int32(SHUT_RDWR)) }
 
@@ -111,8 +154,12 @@ final class Connection: @unchecked Sendable {
         buffer.removeFirst(headerEnd! + 4)
         var lines = headText.components(separatedBy: "\r\n")
         let statusLine = lines.removeFirst()
-        let parts = statusLine.split(separator: " ")
-        guard parts.count >= 2, let status = Int(parts[1]) else { throw ClientError.malformed(statusLine) }
+        // RFC 9112 §4: HTTP-version SP 3DIGIT SP [reason]. Anything else (for example the tail of a
+        // body that should not have been sent) is a malformed response.
+        let parts = statusLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+        guard statusLine.hasPrefix("HTTP/1.1 "), parts.count >= 2, parts[1].utf8.count == 3,
+            let status = Int(parts[1])
+        else { throw ClientError.malformed(statusLine) }
         var headers: [(String, String)] = []
         for line in lines {
             guard let colon = line.firstIndex(of: ":") else { continue }
@@ -162,14 +209,14 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async thro
     }
 }
 
-/// One request on a new connection.
+/// One request on a new connection. It asks for `Connection: close` unless `keepAlive`.
 func request(
     _ port: Int, _ method: String = "GET", _ path: String, headers: [String: String] = [:], body: String? = nil,
-    host: String = "127.0.0.1"
+    host: String = "127.0.0.1", keepAlive: Bool = false
 ) async throws -> RawResponse {
     try await offPool {
         let connection = try Connection(port: port, host: host)
-        var text = "\(method) \(path) HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+        var text = "\(method) \(path) HTTP/1.1\r\nHost: test\r\n" + (keepAlive ? "" : "Connection: close\r\n")
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
         if let body { text += "Content-Length: \(body.utf8.count)\r\n" }
         text += "\r\n" + (body ?? "")
@@ -195,14 +242,14 @@ final class PortHolder: @unchecked Sendable {
     let fd: Int32
     let port: Int
 
-    /// Listens on `port` (0 = any free port) on 127.0.0.1.
-    init(port: Int = 0) throws {
+    /// Listens on `host:port` (0 = any free port).
+    init(port: Int = 0, host: String = "127.0.0.1") throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.fd = fd
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = UInt16(port).bigEndian
-        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        inet_pton(AF_INET, host, &addr.sin_addr)
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -221,16 +268,28 @@ final class PortHolder: @unchecked Sendable {
     deinit { Glibc.close(fd) }
 }
 
-/// `count` consecutive free ports, held busy by listeners until released.
-func consecutivePorts(_ count: Int) throws -> (base: Int, holders: [PortHolder]) {
-    for _ in 0..<50 {
-        let first = try PortHolder()
-        var holders = [first]
-        for offset in 1..<count {
-            guard let next = try? PortHolder(port: first.port + offset) else { break }
-            holders.append(next)
+/// Ports that tests free and bind again. They come from below the kernel's ephemeral range
+/// (which starts at 32768 here), so no `port: 0` bind and no outgoing connection of a test
+/// running in parallel can take one in between, and each is handed out once per process.
+enum ReservedPorts {
+    private static let next = Mutex(10_000 + Int(getpid() % 1000) * 20)
+
+    /// `count` consecutive ports, each free right now on 127.0.0.1 and never handed out before.
+    static func take(_ count: Int = 1) throws -> Int {
+        for _ in 0..<200 {
+            let base = next.withLock { next -> Int in
+                defer { next += count }
+                if next + count > 32_000 { next = 10_000 }
+                return next
+            }
+            if (0..<count).allSatisfy({ (try? PortHolder(port: base + $0)) != nil }) { return base }
         }
-        if holders.count == count { return (first.port, holders) }
+        throw ClientError.malformed("no run of \(count) free ports below the ephemeral range")
     }
-    throw ClientError.malformed("no run of \(count) free ports")
+}
+
+/// `count` consecutive reserved ports (see ``ReservedPorts``), held busy by listeners until released.
+func consecutivePorts(_ count: Int) throws -> (base: Int, holders: [PortHolder]) {
+    let base = try ReservedPorts.take(count)
+    return (base, try (0..<count).map { try PortHolder(port: base + $0) })
 }
