@@ -217,6 +217,9 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         engine?.notReady.store(true, ordering: .relaxed)
     }
 
+    /// Connections the engine holds open right now (0 when not running).
+    var openConnections: Int { state.withLock { $0.engine }?.connections.openCount ?? 0 }
+
     /// Whether a shutdown has begun (the readiness probe answers 503).
     public var isShuttingDown: Bool { state.withLock { $0.notReady || $0.drainDeadline != nil } }
 

@@ -135,6 +135,57 @@ public struct QueryParameters: Sendable, Sequence, ExpressibleByDictionaryLitera
 
     init(pairs: [(String, String)]) { storage = pairs }
 
+    /// Parses a raw query string (the bytes after `?`) the way libmicrohttpd does: pairs split
+    /// at `&`, name and value at the first `=` (no `=`: value `""`), `+` as a space, then `%XY`
+    /// decoded (a `%` not followed by two hex digits stays as it is). An empty pair between two
+    /// `&` gives an empty name; a trailing `&` gives nothing.
+    init(parsing raw: [UInt8]) {
+        var pairs: [(String, String)] = []
+        var start = 0
+        while start < raw.count {
+            var end = start
+            while end < raw.count && raw[end] != 38 /* & */ { end += 1 }
+            let pair = raw[start..<end]
+            if let equals = pair.firstIndex(of: 61 /* = */) {
+                pairs.append((Self.decode(pair[..<equals]), Self.decode(pair[(equals + 1)...])))
+            } else {
+                pairs.append((Self.decode(pair), ""))
+            }
+            start = end + 1
+        }
+        storage = pairs
+    }
+
+    private static func decode(_ bytes: ArraySlice<UInt8>) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            if byte == 43 /* + */ {
+                out.append(32)
+            } else if byte == 37 /* % */, let high = hex(bytes, index + 1), let low = hex(bytes, index + 2) {
+                out.append(high << 4 | low)
+                index += 3
+                continue
+            } else {
+                out.append(byte)
+            }
+            index += 1
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hex(_ bytes: ArraySlice<UInt8>, _ index: Int) -> UInt8? {
+        guard index < bytes.endIndex else { return nil }
+        switch bytes[index] {
+        case 48...57: return bytes[index] - 48
+        case 65...70: return bytes[index] - 55
+        case 97...102: return bytes[index] - 87
+        default: return nil
+        }
+    }
+
     /// The first value for `name`, or `nil`. A parameter given without `=` has the value `""`.
     public subscript(name: String) -> String? {
         for (key, value) in storage where key == name { return value }

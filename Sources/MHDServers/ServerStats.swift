@@ -22,6 +22,9 @@ public final class ServerStats: Sendable {
     private let latencyNanos = Atomic<Int>(0)
     private let latencyMaxNanos = Atomic<Int>(0)
     private let buckets: [AtomicCounter] = (0...latencyBuckets.count).map { _ in AtomicCounter() }
+    /// Request contexts alive right now (created by the engine, not yet released). Returns to
+    /// zero with ``inFlight`` once every request has ended; anything else is a leak.
+    let liveContexts = Atomic<Int>(0)
 
     init() {}
 

@@ -177,6 +177,8 @@ struct HostileClientTests {
                 ("Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400),
                 ("Content-Length: 5, 5\r\n\r\nhello", 400),
                 ("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+                ("Transfer-Encoding: chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+                ("Transfer-Encoding: chunked\t\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
                 ("Transfer-Encoding: gzip\r\n\r\nhello", 501),
                 ("Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
                 ("Content-Length: 99999999\r\n\r\n", 413),
@@ -306,7 +308,7 @@ struct HostileClientTests {
             // timeout: only the 1 s header deadline (checked every 250 ms) can end it this early.
             let cut = try #require(try await dribbler.value, "the dribbling client was never cut off")
             #expect(cut >= .milliseconds(900))
-            #expect(cut < .seconds(4))
+            #expect(cut < .milliseconds(2500))
             try await Self.stillServes(port)
         }
     }

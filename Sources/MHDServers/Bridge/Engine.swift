@@ -57,7 +57,7 @@ final class Engine: @unchecked Sendable {
     private let quiescedAt = Locked<ContinuousClock.Instant?>(nil)
     /// strdup'ed PEM key and certificate handed to the engine (HTTPS only).
     private var tlsMaterial: [UnsafeMutablePointer<CChar>?] = []
-    private let connections: ConnectionWatch
+    let connections: ConnectionWatch
     private let metrics: RequestMetrics
     private let requestIDs = Atomic<Int>(0)
 
@@ -278,6 +278,7 @@ final class Engine: @unchecked Sendable {
         let size = uploadSize.pointee
         if size > 0 {
             uploadSize.pointee = 0
+            Engine.withConnectionState(connection) { $0.bodyReceived() }
             guard context.phase == .receiving, !context.bodyOverflow else { return .YES }
             if context.body.count + size > config.limits.maxBodySize {
                 context.bodyOverflow = true
@@ -289,6 +290,7 @@ final class Engine: @unchecked Sendable {
         }
         switch context.phase {
         case .receiving:
+            Engine.withConnectionState(connection) { $0.dispatched() }
             return dispatch(context, url: url, method: method, version: version)
         case .suspended:
             let (response, clientGone) = context.shared.withLock { ($0.response, $0.clientGone) }
@@ -495,14 +497,10 @@ final class Engine: @unchecked Sendable {
         version: UnsafePointer<CChar>
     ) -> Request {
         let connection = context.connection
-        var query: [(String, String)] = []
-        withUnsafeMutablePointer(to: &query) { pointer in
-            _ = MHD_get_connection_values(connection, .GET_ARGUMENT_KIND, queryIterator, pointer)
-        }
         var request = Request(
             method: HTTPMethod.interned(String(cString: method)),
             path: String(cString: url),
-            query: QueryParameters(pairs: query),
+            query: context.query.isEmpty ? QueryParameters() : QueryParameters(parsing: context.query),
             headers: context.headers,
             body: context.body,
             version: Engine.versionString(version))
@@ -530,12 +528,24 @@ final class Engine: @unchecked Sendable {
 
     /// A request line arrived: the request exists from here on (it counts as in flight, so a
     /// drain waits for it). The raw target is checked before the engine decodes it.
+    ///
+    /// The query string is taken here and parsed in Swift; the engine is left an empty one.
+    /// The engine would store every parameter in the connection's fixed memory pool and, when a
+    /// long query (a few hundred parameters) does not fit, neither answer nor complete the
+    /// request (libmicrohttpd 0.9.75 loses its own 431 when it goes on to read the headers).
     fileprivate func began(_ connection: OpaquePointer, target: UnsafePointer<CChar>?) -> UnsafeMutableRawPointer {
-        let context = RequestContext(connection: connection)
+        let context = RequestContext(connection: connection, stats: stats)
         if let target {
             context.rawTarget = target
             context.rawTargetLength = strlen(target)
             context.invalidTarget = RequestGuard.hasEncodedNUL(target)
+            if let mark = strchr(target, 63 /* ? */), mark[1] != 0 {
+                let query = UnsafeRawBufferPointer(start: mark + 1, count: strlen(mark + 1))
+                context.query = Array(query)
+                // The target lies in the engine's own (writable) read buffer; it cuts the
+                // request target at the `?` right after this callback and parses what follows.
+                UnsafeMutablePointer(mutating: mark + 1).pointee = 0
+            }
         }
         stats.began()
         metrics.began()
@@ -626,12 +636,5 @@ private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
     guard let cls, let key else { return .YES }
     let headers = cls.assumingMemoryBound(to: HTTPHeaders.self)
     headers.pointee.add(name: String(cString: key), value: value.map { String(cString: $0) } ?? "")
-    return .YES
-}
-
-private let queryIterator: MHD_KeyValueIterator = { cls, _, key, value in
-    guard let cls, let key else { return .YES }
-    let pairs = cls.assumingMemoryBound(to: [(String, String)].self)
-    pairs.pointee.append((String(cString: key), value.map { String(cString: $0) } ?? ""))
     return .YES
 }

@@ -17,6 +17,8 @@ final class RequestContext: @unchecked Sendable {
     let startedAt: UInt64
     var headers = HTTPHeaders()
     var body: [UInt8] = []
+    /// The raw query string (after `?`), taken from the request line before the engine sees it.
+    var query: [UInt8] = []
     var bodyOverflow = false
     var invalidTarget = false
     /// The raw request target as the URI callback saw it (a pointer into the engine's buffer,
@@ -71,10 +73,17 @@ final class RequestContext: @unchecked Sendable {
     /// need it), and published to other threads through the task and the engine's registry.
     var shared: Locked<Shared>!
 
-    init(connection: OpaquePointer) {
+    /// Counts live contexts: every one the engine creates must be released exactly once.
+    private let stats: ServerStats
+
+    init(connection: OpaquePointer, stats: ServerStats) {
         self.connection = connection
+        self.stats = stats
         self.startedAt = Monotonic.nanoseconds()
+        stats.liveContexts.add(1, ordering: .relaxed)
     }
+
+    deinit { stats.liveContexts.subtract(1, ordering: .relaxed) }
 
     /// The handler finished with `response`. Returns whether this resumed the connection.
     func finish(with response: Response) -> Bool {

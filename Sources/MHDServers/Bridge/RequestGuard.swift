@@ -4,7 +4,9 @@
 ///
 /// - duplicate or conflicting `Content-Length` → 400 (the engine would take the first);
 /// - `Transfer-Encoding` together with `Content-Length` → 400 (the engine ignores the length);
-/// - a transfer coding other than `chunked` → 501 (the engine would wait for a body forever);
+/// - a transfer coding other than `chunked` → 501, and `chunked` written any other way than as
+///   one field of exactly that word (` chunked `, two fields) → 400: the engine would read either
+///   as a body of unknown length and wait for it forever;
 /// - a `Content-Length` over the limit → one clean 413;
 /// - a target containing `%00` → 400 (the decoded path would be cut at the NUL).
 enum RequestGuard {
@@ -15,6 +17,8 @@ enum RequestGuard {
         .badRequest, message: "Transfer-Encoding and Content-Length must not be combined")
     static let unsupportedCoding = Response.error(
         .notImplemented, message: "only the chunked transfer coding is supported")
+    static let malformedCoding = Response.error(
+        .badRequest, message: "Transfer-Encoding must be a single field reading exactly 'chunked'")
     static let invalidTarget = Response.error(.badRequest, message: "invalid request target")
 
     /// A response that rejects the request outright, or `nil` to go on.
@@ -23,12 +27,14 @@ enum RequestGuard {
         var length: String?
         var lengthCount = 0
         var coding: String?
+        var codingFields = 0
         for field in context.headers {
             if HTTPHeaders.equalsIgnoringCase(field.name, "Content-Length") {
                 lengthCount += 1
                 length = field.value
             } else if HTTPHeaders.equalsIgnoringCase(field.name, "Transfer-Encoding") {
                 coding = coding.map { $0 + "," + field.value } ?? field.value
+                codingFields += 1
             }
         }
         if lengthCount > 1 { return duplicateLength }
@@ -36,6 +42,9 @@ enum RequestGuard {
             if lengthCount > 0 { return lengthAndChunked }
             let codings = coding.split(separator: ",").map { trimmed(Substring($0)).lowercased() }
             if codings != ["chunked"] { return unsupportedCoding }
+            // The engine reads a chunked body only when the first Transfer-Encoding field is
+            // exactly "chunked"; anything else it would read until the client closes.
+            if codingFields != 1 || !HTTPHeaders.equalsIgnoringCase(coding, "chunked") { return malformedCoding }
         }
         if let length {
             let digits = trimmed(Substring(length))
