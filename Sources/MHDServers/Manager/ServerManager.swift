@@ -419,30 +419,3 @@ public final class ServerManager: Sendable {
         claimedPorts.withLock { $0 = [] }
     }
 }
-
-/// A read-only view of one managed server.
-public struct ServerInfo: Sendable {
-    /// The server's name.
-    public let name: String
-    /// Its configuration.
-    public let config: ServerConfig
-    /// Where it listens (nil before binding and after stopping).
-    public let address: BoundAddress?
-    /// Its counters at the time of the call.
-    public let stats: ServerStats.Snapshot
-}
-
-/// The last service of the manager's group, so the first to hear of a graceful shutdown: it
-/// makes every server stop accepting at once, before the group stops them one by one.
-struct ShutdownCoordinator: Service {
-    let manager: ServerManager
-
-    func run() async throws {
-        do {
-            try await gracefulShutdown()
-            await manager.beginDrain()
-        } catch {
-            // Cancelled: the servers are cancelled too and stop at once.
-        }
-    }
-}
