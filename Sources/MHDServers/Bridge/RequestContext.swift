@@ -9,7 +9,7 @@ import Glibc
 /// until `MHD_OPTION_NOTIFY_COMPLETED`, and by a handler task while one runs.
 ///
 /// Fields under "engine thread" are touched only by the engine thread that is processing the
-/// connection (the engine serialises callbacks per connection). ``shared`` is what a handler
+/// connection (the engine serialises callbacks per connection). ``exchange`` is what a handler
 /// task and the shutdown path may touch from other threads.
 final class RequestContext: @unchecked Sendable {
     // engine thread
@@ -25,7 +25,7 @@ final class RequestContext: @unchecked Sendable {
     /// compared by address only).
     var rawTarget: UnsafePointer<CChar>?
     var rawTargetLength = 0
-    var phase: Phase = .created
+    var phase: Phase = .receivingHeaders
     var status = 0
     /// The matched route (index into the router's labels), or -1.
     var route = -1
@@ -33,45 +33,25 @@ final class RequestContext: @unchecked Sendable {
     var accessLog: (method: String, path: String, requestID: String)?
     var fd: Int32 = -1
 
-    enum Phase {
-        /// The request line arrived; headers are being read.
-        case created
+    /// Where the request is, as the engine thread sees it. Every request that began ends
+    /// exactly once, in ``Phase/ended``.
+    enum Phase: Equatable {
+        /// The request line arrived; the headers are being read.
+        case receivingHeaders
         /// Reading the body.
-        case receiving
-        /// Suspended while a handler task runs.
+        case receivingBody
+        /// Suspended while its handler task runs (see ``AsyncExchange``).
         case suspended
-        /// A response was queued.
+        /// A response was queued (or the connection is being closed without one).
         case answered
+        /// The engine reported the request complete: recorded, released.
+        case ended
     }
 
-    /// Where an async handler is, as seen by its task, the engine thread and the shutdown path.
-    enum Stage {
-        /// Running; the connection is not suspended (yet).
-        case running
-        /// Finished before the engine thread suspended the connection: no suspension needed.
-        case completed(Response)
-        /// The connection is suspended until someone resumes it.
-        case suspended
-        /// Resumed, exactly once; `Shared.response` holds the answer (`nil`: the server's 503).
-        case resumed
-        /// The server gave up on it before it suspended (shutdown); a late finish is ignored.
-        case abandoned
-    }
-
-    struct Shared {
-        var stage = Stage.running
-        /// The handler's response; `nil` when the server resumed the connection itself.
-        var response: Response?
-        var task: Task<Void, Never>?
-        /// The server cancelled the task (client gone or shutdown).
-        var cancelled = false
-        /// The client hung up while the handler ran: the request ends aborted, unanswered.
-        var clientGone = false
-    }
-
-    /// Created by the engine thread just before an async handler starts (sync requests never
-    /// need it), and published to other threads through the task and the engine's registry.
-    var shared: Locked<Shared>!
+    /// The async handler's exchange, shared with its task and the shutdown path. Created by the
+    /// engine thread just before an async handler starts (inline handlers never need it), and
+    /// published to other threads through the task and ``SuspendedConnections``.
+    var exchange: Locked<AsyncExchange>!
 
     /// Counts live contexts: every one the engine creates must be released exactly once.
     private let stats: ServerStats
@@ -85,43 +65,38 @@ final class RequestContext: @unchecked Sendable {
 
     deinit { stats.liveContexts.subtract(1, ordering: .relaxed) }
 
-    /// The handler finished with `response`. Returns whether this resumed the connection.
+    /// The request ended (the engine's completion notice). Returns the status to record, 0 for
+    /// an aborted request, or `nil` if it had ended already.
+    func end(completedNormally: Bool) -> Int? {
+        guard phase != .ended else { return nil }
+        let answered = phase == .answered && completedNormally
+        phase = .ended
+        return answered ? status : 0
+    }
+
+    /// The handler finished with `response`: resumes the connection if it is suspended. The
+    /// engine call happens under the lock, so once this returns nobody is between deciding to
+    /// resume and resuming. Returns whether this resumed it.
     func finish(with response: Response) -> Bool {
-        shared.withLock { state in
-            switch state.stage {
-            case .running:
-                state.stage = .completed(response)
-                return false
-            case .suspended:
-                state.stage = .resumed
-                state.response = response
-                MHD_resume_connection(connection)
-                return true
-            case .completed, .resumed, .abandoned:
-                return false
-            }
+        exchange.withLock { exchange in
+            guard exchange.handlerFinished(with: response) == .resume else { return false }
+            MHD_resume_connection(connection)
+            return true
         }
     }
 
-    /// Resumes a suspended connection without a response (the server answers 503). The engine
-    /// call happens under the lock, so once this returns nobody is between deciding to resume
-    /// and resuming.
+    /// Resumes a suspended connection without the handler's response (the server answers 503,
+    /// or closes if the client is gone).
     func abandon() {
-        shared.withLock { state in
-            guard case .suspended = state.stage else { return }
-            state.stage = .resumed
-            state.response = nil
+        exchange.withLock { exchange in
+            guard exchange.abandon() == .resume else { return }
             MHD_resume_connection(connection)
         }
     }
 
-    /// Cancels the handler task, if any (client gone or shutdown).
+    /// Cancels the handler task, if any (client gone, or shutdown).
     func cancelTask(clientGone: Bool = false) {
-        let task = shared.withLock { state -> Task<Void, Never>? in
-            state.cancelled = true
-            if clientGone { state.clientGone = true }
-            return state.task
-        }
+        let task = exchange.withLock { $0.cancel(clientGone: clientGone) }
         task?.cancel()
     }
 }

@@ -12,6 +12,11 @@ import UnixSignals
 /// cannot bind or start, the others are stopped, nothing stays bound, and ``runAll(_:alongside:signals:)``
 /// throws a ``ServerError`` naming the server, host and ports tried.
 ///
+/// Signals are owned from the first instant of ``runAll(_:alongside:signals:)``, before anything
+/// binds: a SIGTERM or SIGINT during start-up ends it cleanly (before binding: nothing is bound
+/// and `runAll` returns; after: the servers start and shut down at once), never with the
+/// default disposition.
+///
 /// Shutdown (the first signal, or ``shutdown()``): every server stops accepting at once, new
 /// connections are refused, in-flight requests get up to ``shutdownTimeout`` to finish, then
 /// everything stops in reverse start order. A second signal during the drain stops at once.
@@ -39,23 +44,24 @@ public final class ServerManager: Sendable {
     /// already answer 503 (time for a load balancer to notice). Default zero: stop at once.
     public let drainDelay: Duration
 
-    private let state = Locked(State())
+    private typealias Machine = ManagerStateMachine<ServiceGroup>
+
+    private let state = Locked(Locals())
     /// Ports taken by this manager's servers; held while binding so overlapping ranges resolve
     /// deterministically.
     private let claimedPorts = Locked<Set<Int>>([])
+    /// The drain runs once, whoever starts it first (the coordinator, or a server's own shutdown).
+    private let drain = OnceTask()
 
-    private enum Phase { case idle, starting, running, shuttingDown, finished }
-
-    private struct State {
-        var phase: Phase = .idle
-        var group: ServiceGroup?
+    /// The state machine, and what its transitions release.
+    private struct Locals {
+        var machine = Machine()
         var servers: [Managed] = []
-        var shutdownRequested = false
         var shutdownCallbacks: [@Sendable () async -> Void] = []
-        var startWaiters: [CheckedContinuation<[ServerInfo], any Error>] = []
-        var startFailure: (any Error)?
-        var forcedStop = false
-        var drainTask: Task<Void, Never>?
+        /// ``waitUntilStarted()`` callers.
+        var started = Waiters<Void>()
+        /// The drain delay in progress; a forced stop cancels it.
+        var drainDelay: Task<Void, Never>?
     }
 
     struct Managed: Sendable {
@@ -71,6 +77,10 @@ public final class ServerManager: Sendable {
     ///   - shutdownTimeout: the drain deadline for in-flight requests (default 10 seconds).
     ///   - drainDelay: how long to keep accepting, with readiness probes answering 503, before
     ///     new connections are refused (default zero; a few seconds behind a load balancer).
+    ///
+    /// ```swift
+    /// let manager = ServerManager(logger: logger, shutdownTimeout: .seconds(25), drainDelay: .seconds(5))
+    /// ```
     public init(
         logger: Logger = Logger(label: "MHDServers"), shutdownTimeout: Duration = .seconds(10),
         drainDelay: Duration = .zero
@@ -89,8 +99,9 @@ public final class ServerManager: Sendable {
     ///   - servers: the HTTP servers, bound in this order.
     ///   - services: other services that live and stop with the servers (they stop after the
     ///     HTTP servers have drained).
-    ///   - signals: the signals that start a graceful shutdown; pass `[]` when embedding or
-    ///     testing and call ``shutdown()`` instead.
+    ///   - signals: the signals that start a graceful shutdown (a second one stops at once);
+    ///     trapped before anything binds. Pass `[]` when embedding or testing and call
+    ///     ``shutdown()`` instead.
     /// - Throws: ``ServerError`` if a server cannot start (nothing is left bound), or the error
     ///   of a service that failed.
     ///
@@ -102,20 +113,35 @@ public final class ServerManager: Sendable {
         signals: [UnixSignal] = [.sigterm, .sigint]
     ) async throws {
         // A manager runs once; a second call must not disturb the first.
-        try state.withLock { state in
-            guard state.phase == .idle else {
-                throw ServerError(
-                    .invalidConfiguration, server: servers.first?.config.name ?? "", host: "", portsTried: [],
-                    message: "runAll was already called on this manager")
-            }
-            state.phase = .starting
+        switch state.withLock({ $0.machine.runAll() }) {
+        case .reject:
+            throw ServerError(
+                .invalidConfiguration, server: servers.first?.config.name ?? "", host: "", portsTried: [],
+                message: "runAll was already called on this manager")
+        case .finishWithoutStarting:
+            await finishRun()
+            return
+        case .start:
+            break
         }
+        // Signals first: from here on SIGTERM/SIGINT start a shutdown instead of ending the process.
+        let signalHandler = await trap(signals)
+        defer { signalHandler?.cancel() }
+        logger.info("starting \(servers.count) servers", metadata: ["signals": "\(signals)"])
+
         let managed: [Managed]
         do {
             managed = try prepare(servers)
+            reserveDescriptors(for: managed.map(\.server.config))
+            guard state.withLock({ $0.machine.shouldBind() }) else {
+                logger.info("shutdown requested during start-up; nothing was bound")
+                await finishRun()
+                return
+            }
             try bindAll(managed)
         } catch {
-            finishStart(with: error)
+            failStart(with: error)
+            await finishRun()
             throw error
         }
         do {
@@ -123,12 +149,13 @@ public final class ServerManager: Sendable {
         } catch {
             let ports = managed.compactMap { $0.server.address?.port }
             for entry in managed {
-                entry.server.stopNow()
+                entry.server.forceStop()
                 await entry.server.finishShutdown()
-                entry.server.unbind(because: error)
+                entry.server.fail(error)
             }
             releaseClaims(ports)
-            finishStart(with: error)
+            failStart(with: error)
+            await finishRun()
             throw error
         }
         for entry in managed {
@@ -142,43 +169,28 @@ public final class ServerManager: Sendable {
         }
         configurations += managed.map(Self.configuration)
         configurations.append(.init(service: ShutdownCoordinator(manager: self), successTerminationBehavior: .ignore))
-        var groupConfiguration = ServiceGroupConfiguration(services: configurations, logger: logger)
-        groupConfiguration.gracefulShutdownSignals = signals
-        let group = ServiceGroup(configuration: groupConfiguration)
+        // Signals are this manager's (trapped above), not the group's.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: configurations, logger: logger))
 
-        // A second signal during the drain stops everything at once. The sequence is registered
-        // before the group runs, so it sees the first signal too and counts from there.
-        let escalation: Task<Void, Never>?
-        if signals.isEmpty {
-            escalation = nil
-        } else {
-            let sequence = await UnixSignalsSequence(trapping: signals)
-            escalation = Task { [self] in
-                var count = 0
-                for await signal in sequence {
-                    count += 1
-                    if count >= 2 {
-                        logger.warning("second \(signal): stopping now without waiting for in-flight requests")
-                        stopAllNow()
-                    }
-                }
-            }
+        let (action, waiters) = state.withLock { locals in
+            (locals.machine.started(group), locals.started.settle(.success(())))
         }
-        let triggerNow = state.withLock { state -> Bool in
-            state.group = group
-            state.phase = state.shutdownRequested ? .shuttingDown : .running
-            return state.shutdownRequested
+        waiters.resume()
+        switch action {
+        case .run:
+            break
+        case .runAndShutDown(let group, let forced):
+            logger.info("shutdown requested during start-up; shutting down")
+            if forced { forceStopServers() }
+            await group.triggerGracefulShutdown()
         }
-        finishStart(with: nil)
-        defer { escalation?.cancel() }
-        if triggerNow { await group.triggerGracefulShutdown() }
         do {
             try await group.run()
         } catch {
-            await finishRun(managed)
+            await finishRun()
             throw error
         }
-        await finishRun(managed)
+        await finishRun()
     }
 
     /// Starts a server while the manager runs (it stops with the others). Its port is chosen
@@ -190,8 +202,7 @@ public final class ServerManager: Sendable {
     /// ```
     @discardableResult
     public func addServer(_ server: Server) async throws -> BoundAddress {
-        let group = state.withLock { $0.phase == .running ? $0.group : nil }
-        guard let group else {
+        guard case .add(let group) = state.withLock({ $0.machine.addServer() }) else {
             throw ServerError(
                 .invalidConfiguration, server: server.config.name, host: server.config.host, portsTried: [],
                 message: "the manager is not running")
@@ -202,7 +213,7 @@ public final class ServerManager: Sendable {
             try entry.server.start()
         } catch {
             let ports = entry.server.address.map { [$0.port] } ?? []
-            entry.server.unbind(because: error)
+            entry.server.fail(error)
             releaseClaims(ports)
             state.withLock { $0.servers.removeAll { $0.server === entry.server } }
             throw error
@@ -210,17 +221,17 @@ public final class ServerManager: Sendable {
         let address = entry.server.address!
         await entry.lifecycle.onStarted(address, context: entry.context)
         await group.addServiceUnlessShutdown(Self.configuration(entry))
-        let late = state.withLock { $0.phase != .running }
-        if late {
+        if state.withLock({ $0.machine.isShuttingDownOrFinished }) {
             // Shutdown began meanwhile; the group may not have taken the server.
-            entry.server.stopNow()
+            entry.server.forceStop()
             await entry.server.finishShutdown()
         }
         return address
     }
 
     /// Starts a graceful shutdown, as SIGTERM would. Safe to call at any time, any number of
-    /// times; the shutdown itself runs once.
+    /// times; the shutdown itself runs once. Called before ``runAll(_:alongside:signals:)``, it
+    /// makes `runAll` return at once without binding anything.
     ///
     /// ```swift
     /// router.post("/admin/shutdown") { _ in
@@ -229,11 +240,7 @@ public final class ServerManager: Sendable {
     /// }
     /// ```
     public func shutdown() async {
-        let group = state.withLock { state -> ServiceGroup? in
-            state.shutdownRequested = true
-            return state.group
-        }
-        await group?.triggerGracefulShutdown()
+        await perform(state.withLock { $0.machine.shutdownRequested() })
     }
 
     /// Registers a callback that runs once, after every server has stopped and before
@@ -247,6 +254,10 @@ public final class ServerManager: Sendable {
     }
 
     /// The servers of this manager, in start order, with their addresses and counters.
+    ///
+    /// ```swift
+    /// for server in manager.servers { print(server.name, server.address?.url ?? "-", server.stats.inFlight) }
+    /// ```
     public var servers: [ServerInfo] {
         state.withLock { $0.servers }.map { entry in
             ServerInfo(
@@ -263,19 +274,44 @@ public final class ServerManager: Sendable {
     /// let ready = try await manager.waitUntilStarted()
     /// ```
     public func waitUntilStarted() async throws -> [ServerInfo] {
-        try await withCheckedThrowingContinuation { continuation in
-            let result: Result<Void, any Error>? = state.withLock { state in
-                if let failure = state.startFailure { return .failure(failure) }
-                if state.phase == .running || state.phase == .shuttingDown { return .success(()) }
-                if state.phase == .finished { return .failure(CancellationError()) }
-                state.startWaiters.append(continuation)
-                return nil
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let ready = state.withLock { $0.started.add(continuation) }
+            if let ready { continuation.resume(with: ready) }
+        }
+        return servers
+    }
+
+    // MARK: Signals
+
+    /// Traps `signals` (awaiting their registration) and handles each as it comes.
+    private func trap(_ signals: [UnixSignal]) async -> Task<Void, Never>? {
+        guard !signals.isEmpty else { return nil }
+        let sequence = await UnixSignalsSequence(trapping: signals)
+        return Task { [weak self] in
+            for await signal in sequence {
+                guard let self else { return }
+                let forced = state.withLock { $0.machine.signalsReceived } >= 1
+                if forced {
+                    logger.warning("second \(signal): stopping now without waiting for in-flight requests")
+                } else {
+                    logger.info("\(signal): shutting down")
+                }
+                await perform(state.withLock { $0.machine.signalReceived() })
             }
-            switch result {
-            case .success?: continuation.resume(returning: servers)
-            case .failure(let error)?: continuation.resume(throwing: error)
-            case nil: break
-            }
+        }
+    }
+
+    private func perform(_ action: Machine.ShutdownAction) async {
+        switch action {
+        case .none:
+            break
+        case .triggerGracefulShutdown(let group):
+            await group.triggerGracefulShutdown()
+        case .forceStop:
+            forceStopServers()
+        case .triggerAndForceStop(let group):
+            forceStopServers()
+            await group.triggerGracefulShutdown()
         }
     }
 
@@ -331,7 +367,7 @@ public final class ServerManager: Sendable {
                 }
             }
         } catch {
-            for entry in managed { entry.server.unbind(because: error) }
+            for entry in managed { entry.server.fail(error) }
             releaseClaims(ports)
             throw error
         }
@@ -341,80 +377,78 @@ public final class ServerManager: Sendable {
         claimedPorts.withLock { $0.subtract(ports) }
     }
 
+    /// Makes sure the process may open as many descriptors as the servers may hold: raises the
+    /// soft limit toward the hard limit when needed, else warns once with the numbers.
+    private func reserveDescriptors(for configs: [ServerConfig]) {
+        let needed = DescriptorBudget.needed(for: configs)
+        let (limit, sufficient) = System.reserveDescriptors(needed)
+        if !sufficient {
+            logger.info(
+                "the open-file limit (\(limit)) is below what the servers may need (\(needed)): at their connection limits accept will fail; raise it (ulimit -n, LimitNOFILE=) or lower maxConnections",
+                metadata: ["openFileLimit": "\(limit)", "needed": "\(needed)"])
+        }
+    }
+
     private static func configuration(_ entry: Managed) -> ServiceGroupConfiguration.ServiceConfiguration {
         .init(
             service: entry.server, successTerminationBehavior: .gracefullyShutdownGroup,
             failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "http:\(entry.server.config.name)")
     }
 
-    private func finishStart(with error: (any Error)?) {
-        let waiters = state.withLock { state in
-            if let error {
-                state.startFailure = error
-                state.phase = .finished
-            }
-            defer { state.startWaiters = [] }
-            return state.startWaiters
+    private func failStart(with error: any Error) {
+        let waiters = state.withLock { locals in
+            locals.machine.startFailed(error)
+            return locals.started.settle(.failure(error))
         }
-        for waiter in waiters {
-            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: servers) }
-        }
+        waiters.resume()
     }
 
-    /// Called by the coordinator when the group begins its graceful shutdown: readiness probes
-    /// turn 503 at once; after the drain delay every server stops accepting, all against one
-    /// drain deadline.
+    /// Called by the coordinator when the group begins its graceful shutdown (and by each
+    /// server's own shutdown): readiness probes turn 503 at once; after the drain delay every
+    /// server stops accepting, all against one drain deadline. Runs once.
     func beginDrain() async {
-        let task = state.withLock { state -> Task<Void, Never> in
-            if let task = state.drainTask { return task }
-            let task = Task { await self.performDrain() }
-            state.drainTask = task
-            return task
-        }
-        await task.value
+        await drain.run { await self.performDrain() }
     }
 
     private func performDrain() async {
-        let servers = state.withLock { state -> [Managed] in
-            state.phase = .shuttingDown
-            state.shutdownRequested = true
-            return state.servers
-        }
+        let (servers, forced) = state.withLock { ($0.servers, $0.machine.drainBegan()) }
         for entry in servers { entry.server.markNotReady() }
-        if drainDelay > .zero {
+        if drainDelay > .zero && !forced {
             logger.info("shutting down: not ready; still accepting for \(drainDelay)")
-            let until = ContinuousClock.now.advanced(by: drainDelay)
-            while ContinuousClock.now < until && !state.withLock({ $0.forcedStop }) {
-                try? await Task.sleep(for: .milliseconds(20))
+            let delay = Task<Void, Never> { try? await Task.sleep(for: drainDelay) }
+            let cancelled = state.withLock { locals -> Bool in
+                locals.drainDelay = delay
+                return locals.machine.isForced
             }
+            if cancelled { delay.cancel() }
+            await delay.value
         }
         let deadline = ContinuousClock.now.advanced(by: shutdownTimeout)
         logger.info("shutting down: no new connections; draining in-flight requests", metadata: [
             "servers": "\(servers.count)", "deadline": "\(shutdownTimeout)",
         ])
-        for entry in servers { entry.server.stopAccepting(deadline: deadline) }
+        for entry in state.withLock({ $0.servers }) { entry.server.stopAccepting(deadline: deadline) }
     }
 
-    /// Ends the drain at once for every server.
-    func stopAllNow() {
-        let servers = state.withLock { state -> [Managed] in
-            state.forcedStop = true
-            return state.servers
-        }
-        for entry in servers { entry.server.stopNow() }
+    /// Ends the drain (and the drain delay) at once for every server.
+    private func forceStopServers() {
+        let (servers, delay) = state.withLock { ($0.servers, $0.drainDelay) }
+        delay?.cancel()
+        for entry in servers { entry.server.forceStop() }
     }
 
-    private func finishRun(_ managed: [Managed]) async {
+    private func finishRun() async {
         // Servers the group never ran (for example when it was cancelled early) still need stopping.
         for entry in state.withLock({ $0.servers }).reversed() where entry.server.address != nil {
-            entry.server.stopNow()
+            entry.server.forceStop()
             await entry.server.finishShutdown()
         }
-        let callbacks = state.withLock { state -> [@Sendable () async -> Void] in
-            state.phase = .finished
-            defer { state.shutdownCallbacks = [] }
-            return state.shutdownCallbacks
+        let (callbacks, waiters) = state.withLock { locals -> ([@Sendable () async -> Void], Waiters<Void>.Resumption) in
+            locals.machine.finished()
+            defer { locals.shutdownCallbacks = [] }
+            return (locals.shutdownCallbacks, locals.started.settle(.failure(CancellationError())))
         }
+        waiters.resume()
         for callback in callbacks.reversed() { await callback() }
         claimedPorts.withLock { $0 = [] }
     }

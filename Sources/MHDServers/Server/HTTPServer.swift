@@ -28,21 +28,18 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     let logger: Logger
     let events: ServerEvents
     private let responder: Engine.Responder
-    private let state = Locked(State())
+    private let state = Locked(Locals())
+    private let shutdown = OnceTask()
 
-    private struct State {
-        var socket: ListeningSocket?
-        var engine: Engine?
-        var address: BoundAddress?
-        var failure: (any Error)?
-        var finished = false
-        var waiters: [CheckedContinuation<BoundAddress, any Error>] = []
-        var shutdownRequested = false
-        var shutdownWaiter: CheckedContinuation<Void, Never>?
-        var drainDeadline: ContinuousClock.Instant?
-        var forceStop = false
-        var notReady = false
-        var shutdownTask: Task<Void, Never>?
+    private typealias Machine = ServerStateMachine<ListeningSocket, Engine>
+
+    /// The state machine, and the waiters that its transitions release.
+    private struct Locals {
+        var machine = Machine()
+        /// `listeningAddress()` callers.
+        var listening = Waiters<BoundAddress>()
+        /// `run()`, waiting for a graceful shutdown request.
+        var runWaiter: CheckedContinuation<Void, Never>?
     }
 
     /// Creates a server that answers with `router`.
@@ -60,6 +57,11 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// Creates a server that answers every request with `handler`.
     ///
     /// ```swift
+    /// struct Echo: HTTPHandler {
+    ///     func respond(to request: Request) async throws -> Response {
+    ///         Response(status: .ok, body: request.body)
+    ///     }
+    /// }
     /// let server = HTTPServer(config: ServerConfig(name: "echo", port: 0), handler: Echo())
     /// ```
     public convenience init(
@@ -89,7 +91,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     public var description: String { "HTTPServer(\(config.name))" }
 
     /// The bound address once the server listens, else `nil`.
-    public var address: BoundAddress? { state.withLock { $0.address } }
+    public var address: BoundAddress? { state.withLock { $0.machine.address } }
 
     /// Waits until the server listens and returns where; throws the start error if it failed.
     ///
@@ -100,43 +102,56 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// ```
     public func listeningAddress() async throws -> BoundAddress {
         try await withCheckedThrowingContinuation { continuation in
-            let ready: Result<BoundAddress, any Error>? = state.withLock { state in
-                if let address = state.address { return .success(address) }
-                if let failure = state.failure { return .failure(failure) }
-                if state.finished { return .failure(CancellationError()) }
-                state.waiters.append(continuation)
-                return nil
-            }
+            let ready = state.withLock { $0.listening.add(continuation) }
             if let ready { continuation.resume(with: ready) }
         }
     }
 
+    /// Whether a shutdown has begun (the readiness probe answers 503).
+    public var isShuttingDown: Bool { state.withLock { $0.machine.isShuttingDown } }
+
+    /// Connections the engine holds open right now (0 when not running).
+    var openConnections: Int { state.withLock { $0.machine.engine }?.openConnections ?? 0 }
+
     // MARK: Service
 
     /// Binds, serves until graceful shutdown or cancellation, then drains and stops.
+    ///
+    /// ```swift
+    /// try await ServiceGroup(services: [server], logger: logger).run()
+    /// ```
     public func run() async throws {
-        let (wasStarted, finished) = state.withLock { ($0.engine != nil, $0.finished) }
         // Already stopped (by its manager, before the group got to run it): nothing to do.
-        if finished && !wasStarted { return }
-        if !wasStarted {
-            do {
-                let address = try bind()
-                try start()
-                await events.started(address)
-            } catch {
-                unbind(because: error)
-                throw error
-            }
+        if state.withLock({ $0.machine.isStopped }) { return }
+        if state.withLock({ $0.machine.address == nil }) { reserveDescriptors() }
+        do {
+            let address = try bind()
+            if try start() { await events.started(address) }
+        } catch {
+            fail(error)
+            throw error
         }
         await withTaskCancellationOrGracefulShutdownHandler {
             await waitForShutdownRequest()
         } onCancelOrGracefulShutdown: {
-            self.beginShutdown()
+            self.requestShutdown()
         }
         // Cancelled rather than asked to shut down gracefully: stop at once, without a drain.
-        if Task.isCancelled { stopNow() }
+        if Task.isCancelled { forceStop() }
         await events.shuttingDown()
         await finishShutdown()
+    }
+
+    /// A standalone server makes sure the process may open as many descriptors as it may hold
+    /// (a ``ServerManager`` does this for all its servers at once).
+    private func reserveDescriptors() {
+        let needed = DescriptorBudget.needed(for: [config])
+        let (limit, sufficient) = System.reserveDescriptors(needed)
+        if !sufficient {
+            logger.info(
+                "\(config.name): the open-file limit (\(limit)) is below what the server may need (\(needed))",
+                metadata: ["server": "\(config.name)", "openFileLimit": "\(limit)", "needed": "\(needed)"])
+        }
     }
 
     // MARK: Steps, also driven by ServerManager
@@ -144,163 +159,149 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// Binds the listening socket (idempotent), skipping `excluded` ports.
     @discardableResult
     func bind(excluding excluded: Set<Int> = []) throws -> BoundAddress {
-        let (existing, finished) = state.withLock { ($0.address, $0.finished) }
-        if let existing { return existing }
-        if finished {
+        switch state.withLock({ $0.machine.bindAction() }) {
+        case .alreadyBound(let address):
+            return address
+        case .refuse:
             throw ServerError(
                 .invalidConfiguration, server: config.name, host: config.host, portsTried: [],
                 message: "a server runs once; create a new HTTPServer to serve again")
+        case .bind:
+            break
         }
         let socket = try ListeningSocket.bind(config, excluding: excluded, observe: events.bindAttempt)
         let address = BoundAddress(host: config.host, port: socket.port, scheme: config.tls == nil ? "http" : "https")
-        state.withLock {
-            $0.socket = socket
-            $0.address = address
+        if case .close(let socket) = state.withLock({ $0.machine.bound(socket, at: address) }) {
+            socket.close()
+            throw CancellationError()
         }
         return address
     }
 
-    /// Starts the engine on the bound socket (idempotent) and wakes ``listeningAddress()`` callers.
-    func start() throws {
-        let (socket, alreadyStarted) = state.withLock { ($0.socket, $0.engine != nil) }
-        if alreadyStarted { return }
-        guard let socket else { throw CancellationError() }
+    /// Starts the engine on the bound socket (idempotent) and wakes ``listeningAddress()``
+    /// callers. Returns whether this call started it.
+    @discardableResult
+    func start() throws -> Bool {
+        guard case .start(let socket, _) = state.withLock({ $0.machine.startAction() }) else {
+            if state.withLock({ $0.machine.engine != nil }) { return false }
+            throw CancellationError()
+        }
         let engine = Engine(config: config, socket: socket, responder: responder, logger: logger, stats: stats)
         try engine.start()
-        let (waiters, address, notReady, stopping) = state.withLock { state in
-            state.engine = engine
-            defer { state.waiters = [] }
-            return (state.waiters, state.address!, state.notReady, state.drainDeadline != nil)
+        let (action, waiters) = state.withLock { locals -> (Machine.EngineStartedAction, Waiters<BoundAddress>.Resumption?) in
+            let action = locals.machine.engineStarted(engine)
+            guard case .started(let started) = action else { return (action, nil) }
+            return (action, locals.listening.settle(.success(started.address)))
         }
-        // Started while a shutdown was already under way (a late runtime add): join it.
-        if notReady { engine.notReady.store(true, ordering: .relaxed) }
-        if stopping { engine.quiesce() }
-        for waiter in waiters { waiter.resume(returning: address) }
+        switch action {
+        case .stop(let engine):
+            engine.stop()
+            throw CancellationError()
+        case .started(let started):
+            // Started while a shutdown was already under way (a late runtime add): join it.
+            if started.markNotReady { engine.markNotReady() }
+            if started.stopAccepting { engine.stopAccepting() }
+        }
+        waiters?.resume()
+        return true
     }
 
-    /// Releases the socket of a server that was bound but never started (startup rollback).
-    func unbind(because error: any Error) {
-        let socket = state.withLock { state -> ListeningSocket? in
-            guard state.engine == nil else { return nil }
-            defer {
-                state.socket = nil
-                state.address = nil
-                state.finished = true
-            }
-            return state.socket
+    /// Releases the socket of a server that was bound but never started (startup rollback), and
+    /// fails ``listeningAddress()`` callers with `error`.
+    func fail(_ error: any Error) {
+        let (action, waiters) = state.withLock { locals in
+            (locals.machine.failed(error), locals.listening.settle(.failure(error)))
         }
-        socket?.close()
-        fail(error)
+        if case .close(let socket?) = action { socket.close() }
+        waiters.resume()
     }
 
-    /// Stops accepting new connections now and starts the drain clock (idempotent). `run()`
-    /// keeps going until its own graceful shutdown, then drains against this deadline.
+    /// Stops accepting new connections now and sets the drain deadline (idempotent; the first
+    /// deadline wins). `run()` keeps going until its own graceful shutdown, then drains against it.
     ///
     /// - Parameter deadline: when in-flight requests are cancelled; default now + ``shutdownTimeout``.
     func stopAccepting(deadline: ContinuousClock.Instant? = nil) {
-        let engine = state.withLock { state -> Engine? in
-            if state.drainDeadline == nil {
-                state.drainDeadline = deadline ?? ContinuousClock.now.advanced(by: shutdownTimeout)
-            }
-            return state.engine
-        }
-        engine?.quiesce()
+        let deadline = deadline ?? ContinuousClock.now.advanced(by: shutdownTimeout)
+        perform(state.withLock { $0.machine.stopAccepting(deadline: deadline) })
     }
 
     /// Makes the readiness probe answer 503 while the server still accepts (the first step of
     /// a shutdown with a drain delay).
     func markNotReady() {
-        let engine = state.withLock { state -> Engine? in
-            state.notReady = true
-            return state.engine
-        }
-        engine?.notReady.store(true, ordering: .relaxed)
+        perform(state.withLock { $0.machine.markNotReady() })
     }
 
-    /// Connections the engine holds open right now (0 when not running).
-    var openConnections: Int { state.withLock { $0.engine }?.connections.openCount ?? 0 }
+    /// Ends any drain at once: in-flight handlers are cancelled when the server stops. Used on
+    /// a second signal (the server still stops in its turn), on cancellation and for rollback.
+    func forceStop() {
+        perform(state.withLock { $0.machine.forceStop() })
+    }
 
-    /// Whether a shutdown has begun (the readiness probe answers 503).
-    public var isShuttingDown: Bool { state.withLock { $0.notReady || $0.drainDeadline != nil } }
-
-    /// Stops accepting and lets `run()` proceed to the drain (idempotent).
-    func beginShutdown() {
+    /// Asks `run()` to go on to the drain: stops accepting now (idempotent).
+    func requestShutdown() {
         stopAccepting()
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.shutdownRequested = true
-            defer { state.shutdownWaiter = nil }
-            return state.shutdownWaiter
+        let waiter = state.withLock { locals -> CheckedContinuation<Void, Never>? in
+            guard locals.machine.requestShutdown() else { return nil }
+            defer { locals.runWaiter = nil }
+            return locals.runWaiter
         }
         waiter?.resume()
     }
 
-    /// Ends any drain at once: in-flight handlers are cancelled when the server stops. Used on
-    /// a second signal (the server still stops in its turn) and for startup rollback.
-    func stopNow() {
-        state.withLock { $0.forceStop = true }
-        stopAccepting()
+    private func perform(_ action: Machine.EngineAction) {
+        switch action {
+        case .none: break
+        case .markNotReady(let engine): engine.markNotReady()
+        case .stopAccepting(let engine): engine.stopAccepting()
+        case .stopAcceptingAndInterruptDrain(let engine):
+            engine.stopAccepting()
+            engine.interruptDrain()
+        }
     }
 
     private func waitForShutdownRequest() async {
         await withCheckedContinuation { continuation in
-            let now = state.withLock { state -> Bool in
-                if state.shutdownRequested { return true }
-                state.shutdownWaiter = continuation
+            let now = state.withLock { locals -> Bool in
+                if locals.machine.shutdownRequested { return true }
+                locals.runWaiter = continuation
                 return false
             }
             if now { continuation.resume() }
         }
     }
 
-    /// Drains up to the deadline, stops the daemon, releases the port and reports the server
+    /// Drains up to the deadline, stops the engine, releases the port and reports the server
     /// stopped, once; concurrent and later callers wait for that one shutdown.
     func finishShutdown() async {
-        let task = state.withLock { state -> Task<Void, Never>? in
-            if let task = state.shutdownTask { return task }
-            guard state.engine != nil else { return nil }
-            let task = Task { await self.performShutdown() }
-            state.shutdownTask = task
-            return task
-        }
-        await task?.value
+        await shutdown.run { await self.performShutdown() }
     }
 
     private func performShutdown() async {
-        guard let (engine, deadline) = state.withLock({ state in state.engine.map { ($0, state.drainDeadline ?? .now) } })
-        else { return }
-        engine.quiesce()
-        let inFlight = stats.inFlight
-        let drained = await engine.drain(until: deadline) { self.state.withLock { $0.forceStop } }
-        if !drained {
-            logger.warning(
-                "\(config.name): cancelling requests still in flight at shutdown",
-                metadata: ["server": "\(config.name)", "inFlight": "\(stats.inFlight)"])
-            // Give the abandoned requests a moment to send their 503 before connections close.
-            if engine.abandonSuspended() > 0 {
-                _ = await engine.drain(until: .now + .milliseconds(250)) { false }
+        let drain = state.withLock {
+            $0.machine.beginDrain(defaultDeadline: ContinuousClock.now.advanced(by: shutdownTimeout))
+        }
+        if case .drain(let engine, let deadline, let forced) = drain {
+            engine.stopAccepting()
+            let inFlight = stats.inFlight
+            let drained = forced ? stats.inFlight == 0 : await engine.drain(until: deadline)
+            if !drained {
+                logger.warning(
+                    "\(config.name): cancelling requests still in flight at shutdown",
+                    metadata: ["server": "\(config.name)", "inFlight": "\(stats.inFlight)"])
+                // Give the abandoned requests a moment to send their 503 before connections close.
+                if engine.abandonSuspended() > 0 {
+                    _ = await engine.drain(until: .now + .milliseconds(250))
+                }
             }
+            logger.debug(
+                "\(config.name) engine stopping", metadata: ["server": "\(config.name)", "drained": "\(inFlight)"])
         }
+        let (stop, waiters) = state.withLock { locals in
+            (locals.machine.stopped(), locals.listening.settle(.failure(CancellationError())))
+        }
+        waiters.resume()
+        guard case .stop(let engine, _) = stop else { return }
         engine.stop()
-        let waiters = state.withLock { state in
-            state.finished = true
-            state.engine = nil
-            state.address = nil
-            state.socket = nil
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
-        logger.debug(
-            "\(config.name) engine stopped", metadata: ["server": "\(config.name)", "drained": "\(inFlight)"])
         await events.stopped()
-    }
-
-    private func fail(_ error: any Error) {
-        let waiters = state.withLock { state in
-            state.failure = error
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume(throwing: error) }
     }
 }

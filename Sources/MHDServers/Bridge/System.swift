@@ -37,6 +37,29 @@ enum System {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// The process's limit on open file descriptors (`RLIMIT_NOFILE`).
+    static var openFileLimit: (soft: Int, hard: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (0, 0) }
+        func value(_ raw: rlim_t) -> Int { raw == rlim_t.max ? Int.max : Int(clamping: raw) }
+        return (value(limit.rlim_cur), value(limit.rlim_max))
+    }
+
+    /// Makes room for `needed` open descriptors: raises the soft limit toward the hard limit
+    /// when it is lower. Returns the limit in force afterwards and whether it covers `needed`.
+    static func reserveDescriptors(_ needed: Int) -> (limit: Int, sufficient: Bool) {
+        let (soft, hard) = openFileLimit
+        if soft >= needed { return (soft, true) }
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (soft, false) }
+        let target = min(hard, needed)
+        limit.rlim_cur = rlim_t(target)
+        if target > soft && setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            return (target, target >= needed)
+        }
+        return (soft, false)
+    }
+
     /// The text for an errno value.
     static func errorText(_ code: Int32) -> String {
         String(cString: strerror(code))

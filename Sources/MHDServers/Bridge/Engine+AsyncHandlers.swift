@@ -1,0 +1,60 @@
+import CMicroHTTPD
+
+/// Async handlers on the engine's threads, without blocking them.
+extension Engine {
+    /// Runs an async handler. It starts at once on this thread (`Task.immediate`), so a handler
+    /// that never actually suspends answers right here with no thread hop and no
+    /// suspend/resume. Only if it is still running when it first suspends is the connection
+    /// suspended; its task then resumes the connection exactly once, and the engine calls back
+    /// on its own thread where the response is queued. Both sides decide under the context's
+    /// lock (see ``AsyncExchange``), so the task can never resume a connection that was not
+    /// suspended, and a shutdown either abandons a suspended connection or prevents its
+    /// suspension.
+    func runAsync(
+        _ context: RequestContext, _ request: Request,
+        _ handler: @escaping @Sendable (Request) async throws -> Response
+    ) -> MHD_Result {
+        let route = context.route
+        context.exchange = Locked(AsyncExchange())
+        let task = Task.immediate {
+            let response: Response
+            do {
+                response = try await handler(request)
+            } catch {
+                // Cancelled by us (client gone, or abandoned at shutdown): not a handler failure.
+                let cancelled = context.exchange.withLock { $0.cancelledByServer }
+                response = cancelled ? Engine.shuttingDown : self.failure(error, request, route: route)
+            }
+            if context.finish(with: response) { self.suspended.remove(context) }
+        }
+        if let response = context.exchange.withLock({ exchange -> Response? in
+            if let response = exchange.inlineResponse { return response }
+            exchange.task = task
+            return nil
+        }) {
+            return queue(response, on: context)
+        }
+        // Still running: suspend the connection until the task finishes.
+        context.fd = mhds_connection_fd(context.connection)
+        var decision = AsyncExchange.SuspendDecision.refuse
+        let registered = suspended.register(context) { stopping in
+            context.exchange.withLock { exchange in
+                decision = exchange.engineWillSuspend(serverStopping: stopping)
+                guard decision == .suspend else { return false }
+                MHD_suspend_connection(context.connection)
+                return true
+            }
+        }
+        if registered {
+            context.phase = .suspended
+            return .YES
+        }
+        if decision == .answer, let response = context.exchange.withLock({ $0.inlineResponse }) {
+            // It finished meanwhile on another thread.
+            return queue(response, on: context)
+        }
+        // The server is stopping.
+        context.cancelTask()
+        return queue(Engine.shuttingDown, on: context, close: true)
+    }
+}

@@ -1,0 +1,27 @@
+import CMicroHTTPD
+
+/// The end of a request: whatever ended it (a response sent, the client gone, a timeout, the
+/// daemon stopping), the engine's completion notice releases the context here and records the
+/// request, exactly once.
+extension Engine {
+    func completed(_ slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ code: MHD_RequestTerminationCode) {
+        guard let slot, let raw = slot.pointee else { return }
+        slot.pointee = nil
+        let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
+        Engine.withConnectionState(context.connection) { $0.requestComplete() }
+        guard let status = context.end(completedNormally: code == .REQUEST_TERMINATED_COMPLETED_OK) else { return }
+        let elapsed = Monotonic.nanoseconds() &- context.startedAt
+        stats.ended(status: status, nanoseconds: elapsed)
+        metrics.ended(route: context.route, status: status, nanoseconds: elapsed)
+        drainSignal.requestEnded()
+        if let line = context.accessLog, let level = config.accessLogLevel {
+            logger.log(
+                level: level, "\(line.method) \(line.path) \(status)",
+                metadata: [
+                    "server": "\(config.name)", "method": "\(line.method)", "path": "\(line.path)",
+                    "status": "\(status)",
+                    "durationMs": "\(Double(elapsed / 1000) / 1000)", "requestID": "\(line.requestID)",
+                ])
+        }
+    }
+}

@@ -1,0 +1,37 @@
+/// The connections suspended while their async handler runs: what the ``Supervisor`` watches
+/// for hang-ups and what a shutdown abandons. Once the server is stopping nothing more is
+/// suspended, so `MHD_stop_daemon` never meets a suspended connection (it would abort).
+final class SuspendedConnections: Sendable {
+    private struct State {
+        var contexts: [ObjectIdentifier: RequestContext] = [:]
+        var stopping = false
+    }
+    private let state = Locked(State())
+
+    /// Runs `suspend` and registers `context`, unless the server is stopping; both under the
+    /// registry's lock, so a shutdown either sees the context or prevents the suspension.
+    /// Returns whether the context was registered.
+    func register(_ context: RequestContext, _ suspend: (_ stopping: Bool) -> Bool) -> Bool {
+        state.withLock { state in
+            guard suspend(state.stopping) else { return false }
+            state.contexts[ObjectIdentifier(context)] = context
+            return true
+        }
+    }
+
+    /// The handler finished and resumed its connection.
+    func remove(_ context: RequestContext) {
+        _ = state.withLock { $0.contexts.removeValue(forKey: ObjectIdentifier(context)) }
+    }
+
+    /// Everything suspended now (for the supervisor's hang-up check).
+    var all: [RequestContext] { state.withLock { Array($0.contexts.values) } }
+
+    /// From now on nothing is suspended; returns what still is, to abandon.
+    func stopSuspending() -> [RequestContext] {
+        state.withLock { state in
+            state.stopping = true
+            return Array(state.contexts.values)
+        }
+    }
+}
