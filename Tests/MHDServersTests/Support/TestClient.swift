@@ -25,10 +25,11 @@ final class Connection: @unchecked Sendable {
     let fd: Int32
     private var buffer: [UInt8] = []
 
-    /// Connects to 127.0.0.1:port (or ::1 when `ipv6`).
-    init(port: Int, host: String = "127.0.0.1", timeout: Double = 10) throws {
+    /// Connects to 127.0.0.1:port (or ::1 when `ipv6`), on `socket` if one is given (it is
+    /// then owned by the connection).
+    init(port: Int, host: String = "127.0.0.1", timeout: Double = 10, socket existing: Int32? = nil) throws {
         let v6 = host.contains(":")
-        fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        fd = existing ?? socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

@@ -1,0 +1,140 @@
+import Glibc
+import Logging
+import MHDServers
+import Testing
+
+/// SIGTERM at every point of start-up, in a process of its own (an exit test): a manager owns
+/// the signals from the first instant of `runAll`, so the process always exits normally, with
+/// exactly one shutdown, never through the signal's default disposition.
+@Suite("Signals during start-up")
+struct ProcessSignalTests {
+    /// Where in start-up the process sends itself SIGTERM.
+    enum Point: String, CaseIterable, Codable, Sendable {
+        /// While routes are registered: before anything binds.
+        case beforeBinding
+        /// While the first server checks its port.
+        case whileBinding
+        /// Once a port is bound, before the engines start.
+        case afterBinding
+        /// In the first `onStarted` hook: servers serve, the group does not run yet.
+        case whileStarting
+        /// Twice in a row while binding: the second forces the stop.
+        case twiceWhileBinding
+    }
+
+    struct SignallingAPI: ServerLifecycle {
+        let point: Point
+        let events: Shared<[String]>
+
+        func signal(_ here: Point) {
+            guard here == point || (here == .whileBinding && point == .twiceWhileBinding) else { return }
+            kill(getpid(), SIGTERM)
+            if point == .twiceWhileBinding { kill(getpid(), SIGTERM) }
+        }
+        func registerRoutes(on router: inout Router, context: ServerContext) {
+            signal(.beforeBinding)
+            router.get("/") { _ in .text("ok") }
+        }
+        func onPortCheck(_ port: Int, context: ServerContext) { signal(.whileBinding) }
+        func onPortAvailable(_ port: Int, context: ServerContext) { signal(.afterBinding) }
+        func onStarted(_ address: BoundAddress, context: ServerContext) async {
+            events.value.append("started \(context.name)")
+            signal(.whileStarting)
+        }
+        func onShutdown(context: ServerContext) async { events.value.append("stopped \(context.name)") }
+    }
+
+    /// Runs two servers, sending SIGTERM at `point`; returns the hook events, or throws.
+    static func startUp(signallingAt point: Point) async throws -> [String] {
+        let events = Shared<[String]>([])
+        let manager = ServerManager(logger: quietLogger, shutdownTimeout: .seconds(30))
+        let shutdowns = Shared(0)
+        manager.onShutdown { shutdowns.value += 1 }
+        try await manager.runAll(
+            [
+                Server(config: ServerConfig(name: "a", port: 0), lifecycle: SignallingAPI(point: point, events: events)),
+                Server(config: ServerConfig(name: "b", port: 0), lifecycle: RecordingAPI(recorder: Recorder())),
+            ], signals: [.sigterm, .sigint])
+        return events.value + ["shutdowns \(shutdowns.value)"]
+    }
+
+    @Test(arguments: Point.allCases)
+    func sigtermAtAnyPointOfStartUpShutsDownOnce(_ point: Point) async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [point] in
+            let started = ContinuousClock.now
+            do {
+                let events = try await ProcessSignalTests.startUp(signallingAt: point)
+                // A signal is handled asynchronously: one sent before binding may be handled
+                // before (nothing binds) or just after the binding began (the servers start
+                // and stop at once). Either way: one shutdown, a normal exit.
+                let expected: [[String]] =
+                    switch point {
+                    case .beforeBinding: [["shutdowns 1"], ["started a", "stopped a", "shutdowns 1"]]
+                    case .whileBinding, .afterBinding, .whileStarting, .twiceWhileBinding:
+                        [["started a", "stopped a", "shutdowns 1"]]
+                    }
+                guard expected.contains(events) else {
+                    FileDescriptorTests.report("\(point): events \(events), expected \(expected)")
+                    exit(0)  // the report on standard error fails the test
+                }
+                // A 30 s drain deadline with nothing in flight: the shutdown takes no time.
+                guard ContinuousClock.now - started < .seconds(5) else {
+                    FileDescriptorTests.report("\(point): took \(ContinuousClock.now - started)")
+                    exit(0)  // the report on standard error fails the test
+                }
+            } catch {
+                FileDescriptorTests.report("\(point): runAll threw \(error)")
+                exit(0)  // the report on standard error fails the test
+            }
+        }
+        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(report.isEmpty, "\(report)")
+    }
+
+    /// Many starts, each with SIGTERM a different time after the manager trapped its signals
+    /// (it logs "starting" right then): spread over binding, starting and serving, every one
+    /// exits normally.
+    @Test func sigtermAfterAnyDelayFromTheStart() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            for round in 0..<30 {
+                let delay = useconds_t(round * 150)
+                let logger = Logger(label: "signals") { _ in
+                    OnMessage(prefix: "starting") {
+                        Task.detached {
+                            usleep(delay)
+                            kill(getpid(), SIGTERM)
+                        }
+                    }
+                }
+                let manager = ServerManager(logger: logger)
+                do {
+                    try await manager.runAll(
+                        [Server(config: ServerConfig(name: "r\(round)", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))],
+                        signals: [.sigterm])
+                } catch {
+                    FileDescriptorTests.report("round \(round): \(error)")
+                    exit(0)  // the report on standard error fails the test
+                }
+            }
+        }
+        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(report.isEmpty, "\(report)")
+    }
+}
+
+/// A log handler that runs `action` when a message starts with `prefix`.
+struct OnMessage: LogHandler {
+    let prefix: String
+    let action: @Sendable () -> Void
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        if "\(event.message)".hasPrefix(prefix) { action() }
+    }
+}
