@@ -518,6 +518,127 @@ def failstart(log, expected, ports, argv):
     return result
 
 
+def metrics(admin_port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/admin/metrics", timeout=5) as r:
+        return {x["name"]: x for x in json.load(r)["servers"]}
+
+
+def storm(port, admin_port, pid):
+    """Hostile clients that hang up in every phase, and requests the engine cannot hold; then
+    in-flight must return to 0 within 5 s and SIGTERM must end the app within 1 s."""
+    many = b"&".join(b"a%d=1" % i for i in range(600))
+    shapes = [
+        b"GET /api/hel",
+        b"GET /api/hello HTTP/1.1\r\nHost: x\r\nX-A: 1",
+        b"POST /bench/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789",
+        b"POST /bench/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+        b"GET /api/hello?" + many + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /bench/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"GET /bench/async HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/hello HTTP/1.1\r\nHost: x\r\n\r\nGET /api/hello HTTP/1.1\r\nHost: x\r\n\r\nPOST /bench/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nab",
+    ]
+    sent = 0
+    for i in range(1600):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            s.sendall(shapes[i % len(shapes)])
+            if i % 3 == 0:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+            sent += 1
+        except OSError:
+            pass
+    deadline = time.monotonic() + 5
+    left = None
+    while time.monotonic() < deadline:
+        left = metrics(admin_port)["public"]["inFlight"]
+        if left == 0:
+            break
+        time.sleep(0.05)
+    say(f"{sent} hostile clients; public in flight afterwards: {left}")
+    result = 0
+    if left != 0:
+        result |= 2
+    start = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    while alive(pid) and time.monotonic() - start < 10:
+        time.sleep(0.005)
+    took = time.monotonic() - start
+    say(f"SIGTERM to exit: {took * 1000:.0f} ms")
+    if took >= 1:
+        result |= 4
+    return result
+
+
+def startup_signals(app, rounds):
+    """SIGTERM at a random instant after the manager has trapped its signals (its "starting"
+    line), over and over: every process must exit 0, none by the signal's default action."""
+    import random
+    rng = random.Random(1234)
+    outcomes, before_ready = {}, 0
+    for round in range(rounds):
+        proc = subprocess.Popen([app, "--public-port", "0", "--admin-port", "0"], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        flags = fcntl.fcntl(proc.stdout, fcntl.F_GETFL)
+        fcntl.fcntl(proc.stdout, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        out, deadline = b"", time.monotonic() + 10
+        while b"starting " not in out and time.monotonic() < deadline and proc.poll() is None:
+            select.select([proc.stdout], [], [], 0.05)
+            out += proc.stdout.read() or b""
+        time.sleep(rng.random() * 0.03)
+        out += proc.stdout.read() or b""
+        if b"ready: " not in out:
+            before_ready += 1
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = "hung"
+        outcomes[code] = outcomes.get(code, 0) + 1
+    say(f"{rounds} starts, {before_ready} signalled before their ready line; exit statuses {outcomes}")
+    return 0 if outcomes == {0: rounds} else 2
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descriptors(port, admin_port, pid, clients):
+    """With the app's descriptors used up by clients of the public server, a client of the admin
+    server must not make the app spin; once descriptors free up, it is served."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    held = []
+    for _ in range(clients):
+        try:
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        except OSError:
+            break
+    time.sleep(0.3)
+    waiting = socket.create_connection(("127.0.0.1", admin_port), timeout=5)
+    time.sleep(0.2)
+    before = cpu_seconds(pid)
+    time.sleep(1)
+    used = cpu_seconds(pid) - before
+    say(f"{len(held)} public clients; app CPU while out of descriptors: {used:.2f} s in 1 s")
+    result = 0 if used < 0.3 else 2
+    for s in held:
+        s.close()
+    waiting.settimeout(5)
+    try:
+        waiting.sendall(b"GET /admin/config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        _, status, _, _ = read_response(waiting)
+    except OSError as error:
+        status = f"error {error}"
+    say(f"the waiting admin client, once descriptors are back: {status}")
+    if status != 200:
+        result |= 4
+    return result
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "refused":
@@ -532,6 +653,12 @@ if __name__ == "__main__":
         sys.exit(stuck(int(args[0]), float(args[1])))
     if command == "load":
         sys.exit(load(int(args[0]), int(args[1])))
+    if command == "storm":
+        sys.exit(storm(int(args[0]), int(args[1]), int(args[2])))
+    if command == "startup-signals":
+        sys.exit(startup_signals(args[0], int(args[1])))
+    if command == "descriptors":
+        sys.exit(descriptors(int(args[0]), int(args[1]), int(args[2]), int(args[3])))
     if command == "failstart":
         sys.exit(failstart(args[0], args[1], [int(p) for p in args[2].split(",") if p], args[3:]))
     sys.exit(f"unknown command {command}")
@@ -893,6 +1020,48 @@ echo "== second signal stops at once"
 second_signal TERM TERM
 second_signal INT INT
 second_signal TERM INT
+
+echo
+echo "== hostile clients in every phase, then SIGTERM"
+if start storm --public-port "$P" --admin-port "$A" --bench-routes --shutdown-timeout 30; then
+    python3 "$CLIENTS" storm "$P" "$A" "$APP_PID" >"$WORK/storm.out" 2>&1
+    rc=$?
+    show "$WORK/storm.out"
+    check "every hostile request ended: nothing in flight" bits_ok "$rc" 2
+    check "SIGTERM then exits within 1 s (30 s deadline, nothing to wait for)" bits_ok "$rc" 4
+    wait_exit "$APP_PID" 10
+    check "and exits 0" test "$EXIT_CODE" = 0
+else
+    fail "start for the storm" "$(cat "$ERR")"
+fi
+
+echo
+echo "== SIGTERM at any instant of start-up"
+python3 "$CLIENTS" startup-signals "$APP" 30 >"$WORK/startup.out" 2>&1
+rc=$?
+show "$WORK/startup.out"
+check "30 starts, each signalled at a random instant after signals are trapped: all exit 0" test "$rc" = 0
+
+echo
+echo "== out of file descriptors"
+LOG="$WORK/nofile.log"; ERR="$WORK/nofile.err"
+# The app under a 256-descriptor limit it cannot raise (soft = hard).
+python3 -c 'import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)); os.execv(sys.argv[1], sys.argv[1:])' \
+    "$APP" --public-port "$P" --admin-port "$A" >"$LOG" 2>"$ERR" &
+APP_PID=$!; PIDS+=("$APP_PID")
+if wait_log "$LOG" "ready: " 20; then
+    check "the start warns that the limit is below what the servers may need" grep -q "open-file limit (256)" "$LOG"
+    python3 "$CLIENTS" descriptors "$P" "$A" "$APP_PID" 1000 >"$WORK/nofile.out" 2>&1
+    rc=$?
+    show "$WORK/nofile.out"
+    check "out of descriptors, the app backs off instead of spinning (< 0.3 s CPU in 1 s)" bits_ok "$rc" 2
+    check "once descriptors free up, the waiting client is served" bits_ok "$rc" 4
+    check "one warning says why accept fails" grep -q "out of file descriptors; backing off" "$LOG"
+    stop_with TERM 10
+    check "then SIGTERM exits 0" test "$EXIT_CODE" = 0
+else
+    fail "start under a 256-descriptor limit" "$(cat "$ERR")"
+fi
 
 echo
 if ((FAILED > 0)); then

@@ -52,12 +52,15 @@ struct ShutdownTests {
             // Refused while the held request is still running.
             #expect(server.stats.inFlight == 1)
             release.open()
+            let released = ContinuousClock.now
             let (response, after) = try await held.value
             #expect(response.status == 200)
             #expect(response.text == "finished")
             #expect(response.header("Connection")?.lowercased() == "close")
             #expect(after == .closed)
             try await tasks.waitForAll()
+            // The drain ended when the last request did, not at its 10 s deadline.
+            #expect(ContinuousClock.now - released < .seconds(3))
             // The daemon stopped: the idle keep-alive connection was closed, not left hanging.
             #expect(try await offPool { idle.ending() } == .closed)
         }
