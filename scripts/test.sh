@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every test: unit tests (Swift Testing, real daemons on loopback), the README's library example
-# built as a dependent package, the end-to-end tests of the demo app (real process, real
-# signals), and a smoke run of the benchmark so it cannot rot. In CI (CI=true), or with
+# Every test: unit tests (Swift Testing, real daemons on loopback), the documentation's examples
+# type-checked, the README's library example built as a dependent package, the end-to-end tests
+# of the demo app (real process, real signals), and a smoke run of the benchmark so it cannot rot. In CI (CI=true), or with
 # --sanitizers, the unit tests also run under ThreadSanitizer and AddressSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,10 @@ if [[ "${CI:-}" == true || "${1:-}" == --sanitizers ]]; then SANITIZERS=1; fi
 
 echo "== unit tests"
 swift test
+
+echo
+echo "== documentation examples (README, DocC, doc comments) type-check"
+scripts/doc-examples.sh
 
 echo
 echo "== README library example (built as a dependent package)"

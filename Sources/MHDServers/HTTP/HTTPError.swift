@@ -5,7 +5,13 @@
 /// never sent to the client).
 ///
 /// ```swift
-/// guard let user = store[id] else { throw HTTPError(.notFound, message: "no such user") }
+/// let users = ["1": "Ada"]
+/// router.get("/users/:id") { request in
+///     guard let name = users[request.parameters["id"] ?? ""] else {
+///         throw HTTPError(.notFound, message: "no such user")
+///     }
+///     return .text(name)
+/// }
 /// ```
 public struct HTTPError: Error, Sendable, CustomStringConvertible {
     /// The status to answer with.

@@ -3,8 +3,8 @@
 /// Methods are compared by their exact, case-sensitive token, as HTTP requires.
 ///
 /// ```swift
-/// router.on(.patch, "/users/:id") { request in .noContent }
-/// let custom = HTTPMethod(rawValue: "PURGE")
+/// router.on(.patch, "/users/:id") { _ in Response(status: .noContent) }
+/// router.on("PURGE", "/cache") { _ in .text("purged") }   // any token: string literals work
 /// ```
 public struct HTTPMethod: RawRepresentable, Hashable, Sendable, CustomStringConvertible,
     ExpressibleByStringLiteral

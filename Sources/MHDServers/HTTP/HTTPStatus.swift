@@ -1,8 +1,9 @@
 /// An HTTP response status: a three-digit code and its reason phrase.
 ///
 /// ```swift
-/// Response(status: .created, json: user)
-/// Response(status: 418)            // integer literals work too
+/// let created = Response(status: .created)
+/// let teapot = Response(status: 418)   // integer literals work too
+/// print(created.status.code, teapot.status.reasonPhrase)
 /// ```
 public struct HTTPStatus: Hashable, Sendable, CustomStringConvertible, ExpressibleByIntegerLiteral {
     /// The numeric status code, for example `404`.

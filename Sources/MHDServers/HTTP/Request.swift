@@ -7,6 +7,8 @@ import Foundation
 /// An HTTP request as the handler sees it: fully read, immutable and `Sendable`.
 ///
 /// ```swift
+/// struct Note: Codable { var text: String }
+///
 /// router.post("/users/:id/notes") { request in
 ///     let id = request.parameters["id"] ?? ""
 ///     let verbose = request.query["verbose"] == "1"

@@ -7,9 +7,9 @@ import Foundation
 /// An HTTP response: status, headers and a body of bytes.
 ///
 /// ```swift
-/// return .text("hello")                                   // 200 text/plain
-/// return try .json(User(id: 1, name: "Ada"), status: .created)
-/// return Response(status: .noContent)
+/// router.get("/hello") { _ in .text("hello") }                              // 200 text/plain
+/// router.post("/users") { _ in try .json(User(id: 1, name: "Ada"), status: .created) }
+/// router.delete("/users/:id") { _ in Response(status: .noContent) }
 /// ```
 ///
 /// `Content-Length` and `Date` are added by the server. A response returned for a `HEAD`
@@ -50,7 +50,7 @@ public struct Response: Sendable {
     /// A `text/plain; charset=utf-8` response.
     ///
     /// ```swift
-    /// return .text("pong")
+    /// router.get("/ping") { _ in .text("pong") }
     /// ```
     public static func text(_ text: String, status: HTTPStatus = .ok) -> Response {
         Response(status: status, headers: ["Content-Type": "text/plain; charset=utf-8"], body: Array(text.utf8))
@@ -62,7 +62,7 @@ public struct Response: Sendable {
     /// a JSON response does not build a new encoder per request.
     ///
     /// ```swift
-    /// return try .json(["status": "ok"])
+    /// router.get("/status") { _ in try .json(["status": "ok"]) }
     /// ```
     public static func json<T: Encodable>(
         _ value: T, status: HTTPStatus = .ok, encoder: JSONEncoder? = nil
@@ -74,7 +74,7 @@ public struct Response: Sendable {
     /// An `application/json` response from JSON text you already have.
     ///
     /// ```swift
-    /// return .json(raw: #"{"message":"hello"}"#)
+    /// router.get("/hello") { _ in .json(raw: #"{"message":"hello"}"#) }
     /// ```
     public static func json(raw: String, status: HTTPStatus = .ok) -> Response {
         Response(status: status, headers: ["Content-Type": "application/json"], body: Array(raw.utf8))
@@ -83,7 +83,7 @@ public struct Response: Sendable {
     /// The JSON error body every error answer uses: `{"error":{"status":N,"message":"..."}}`.
     ///
     /// ```swift
-    /// return .error(.conflict, message: "name taken")
+    /// router.post("/names") { _ in .error(.conflict, message: "name taken") }
     /// ```
     public static func error(_ status: HTTPStatus, message: String? = nil) -> Response {
         let message = message ?? status.reasonPhrase

@@ -4,7 +4,7 @@ import Synchronization
 ///
 /// ```swift
 /// let snapshot = server.stats.snapshot()
-/// print(snapshot.requests, snapshot.inFlight, snapshot.latency.p99)
+/// print(snapshot.requests, snapshot.inFlight, snapshot.latency.quantile(0.99))
 /// ```
 public final class ServerStats: Sendable {
     /// Upper bounds of the latency buckets, in seconds.

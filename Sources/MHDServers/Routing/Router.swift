@@ -6,10 +6,13 @@
 /// `GET` route without a body.
 ///
 /// ```swift
+/// actor Store { func user(id: String) -> User { User(id: Int(id) ?? 0, name: "Ada") } }
+/// let store = Store()
+///
 /// var router = Router()
 /// router.get("/api/hello") { _ in .text("hello") }                    // runs inline
 /// router.get("/users/:id") { request in
-///     let user = try await store.user(id: request.parameters["id"]!)  // async: suspends
+///     let user = await store.user(id: request.parameters["id"]!)      // async: may suspend
 ///     return try .json(user)
 /// }
 /// router.get("/static/*") { request in .text(request.parameters["*"]!) }
@@ -92,6 +95,11 @@ public struct Router: HTTPHandler {
     /// Adds an ``HTTPHandler`` for `method` and `path`.
     ///
     /// ```swift
+    /// struct Echo: HTTPHandler {
+    ///     func respond(to request: Request) async throws -> Response {
+    ///         Response(status: .ok, body: request.body)
+    ///     }
+    /// }
     /// router.on(.post, "/echo", handler: Echo())
     /// ```
     public mutating func on(_ method: HTTPMethod, _ path: String, handler: some HTTPHandler) {
@@ -144,6 +152,7 @@ public struct Router: HTTPHandler {
     /// Interceptors run inline, so they must be quick and must not block.
     ///
     /// ```swift
+    /// let key = "s3cret"
     /// router.intercept { request in
     ///     request.headers["X-Api-Key"] == key ? nil : .error(.unauthorized)
     /// }

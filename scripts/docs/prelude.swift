@@ -1,0 +1,32 @@
+// What the documentation's examples take as given: a logger, a router, a request, servers, a
+// manager, and the user types they mention. Each example may declare its own instead.
+import Logging
+import MHDServers
+import ServiceLifecycle
+
+let logger = Logger(label: "docs")
+nonisolated(unsafe) var router = Router()
+let request = Request(method: .get, path: "/")
+let context: ServerContext = { fatalError("examples are type-checked, never run") }()
+let server = HTTPServer(config: ServerConfig(name: "api", port: 0), router: Router(), logger: logger)
+let manager = ServerManager(logger: logger)
+let servers: [Server] = []
+let address = BoundAddress(host: "127.0.0.1", port: 8080)
+let publicConfig = ServerConfig(name: "public", port: 3400)
+let adminConfig = ServerConfig(name: "admin", port: 3401)
+let jobRunner: any Service = Idle()
+
+struct Idle: Service { func run() async throws {} }
+
+struct PublicAPI: ServerLifecycle {
+    func registerRoutes(on router: inout Router, context: ServerContext) {}
+}
+struct AdminAPI: ServerLifecycle {
+    func registerRoutes(on router: inout Router, context: ServerContext) {}
+}
+struct ExtraAPI: ServerLifecycle {
+    func registerRoutes(on router: inout Router, context: ServerContext) {}
+}
+struct CreateUser: Codable { var name: String }
+struct User: Codable { var id: Int; var name: String }
+enum database { static func close() async {} }
