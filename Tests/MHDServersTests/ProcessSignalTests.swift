@@ -75,16 +75,16 @@ struct ProcessSignalTests {
                     }
                 guard expected.contains(events) else {
                     FileDescriptorTests.report("\(point): events \(events), expected \(expected)")
-                    exit(0)  // the report on standard error fails the test
+                    return  // the report on standard error fails the test
                 }
                 // A 30 s drain deadline with nothing in flight: the shutdown takes no time.
                 guard ContinuousClock.now - started < .seconds(5) else {
                     FileDescriptorTests.report("\(point): took \(ContinuousClock.now - started)")
-                    exit(0)  // the report on standard error fails the test
+                    return  // the report on standard error fails the test
                 }
             } catch {
                 FileDescriptorTests.report("\(point): runAll threw \(error)")
-                exit(0)  // the report on standard error fails the test
+                return  // the report on standard error fails the test
             }
         }
         let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
@@ -113,9 +113,41 @@ struct ProcessSignalTests {
                         signals: [.sigterm])
                 } catch {
                     FileDescriptorTests.report("round \(round): \(error)")
-                    exit(0)  // the report on standard error fails the test
+                    return  // the report on standard error fails the test
                 }
             }
+        }
+        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(report.isEmpty, "\(report)")
+    }
+
+    /// A second SIGTERM during a long drain delay ends it at once: the delay is a sleep that a
+    /// forced stop cancels, not a loop.
+    @Test func secondSignalCutsTheDrainDelayShort() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let manager = ServerManager(logger: quietLogger, drainDelay: .seconds(60))
+            let run = Task {
+                try await manager.runAll(
+                    [Server(config: ServerConfig(name: "d", port: 0, health: .init()), lifecycle: RecordingAPI(recorder: Recorder()))],
+                    signals: [.sigterm])
+            }
+            do {
+                guard let port = try await manager.waitUntilStarted().first?.address?.port else {
+                    FileDescriptorTests.report("drain delay: no port")
+                    return
+                }
+                kill(getpid(), SIGTERM)
+                // Readiness turns 503 once the delay has begun.
+                try await waitUntil("the drain delay to begin") { (try? await request(port, "GET", "/readyz").status) == 503 }
+                let start = ContinuousClock.now
+                kill(getpid(), SIGTERM)
+                try await run.value
+                let took = ContinuousClock.now - start
+                if took > .seconds(3) { FileDescriptorTests.report("the second signal took \(took) to end a 60 s drain delay") }
+            } catch {
+                FileDescriptorTests.report("drain delay: \(error)")
+            }
+            return  // a report on standard error fails the test
         }
         let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(report.isEmpty, "\(report)")

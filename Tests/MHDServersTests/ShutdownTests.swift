@@ -1,4 +1,4 @@
-import MHDServers
+@testable import MHDServers
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -51,6 +51,8 @@ struct ShutdownTests {
             try await waitUntil("the listener to refuse") { await connectionRefused(port) }
             // Refused while the held request is still running.
             #expect(server.stats.inFlight == 1)
+            // The drain is waiting for it: its end must wake the drain.
+            try await waitUntil("the drain to wait") { server.isWaitingForInFlightRequests }
             release.open()
             let released = ContinuousClock.now
             let (response, after) = try await held.value

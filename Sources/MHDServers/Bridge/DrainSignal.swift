@@ -32,6 +32,9 @@ final class DrainSignal: Sendable {
         resume(with: true)
     }
 
+    /// Whether a drain is waiting for in-flight requests right now.
+    var isWaiting: Bool { waiting.load(ordering: .relaxed) }
+
     /// Ends the wait in progress at once; with none in progress, the next wait ends at once.
     func interrupt() {
         let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in

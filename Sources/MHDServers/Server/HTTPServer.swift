@@ -110,6 +110,9 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// Whether a shutdown has begun (the readiness probe answers 503).
     public var isShuttingDown: Bool { state.withLock { $0.machine.isShuttingDown } }
 
+    /// Whether the shutdown is waiting for in-flight requests to finish right now.
+    var isWaitingForInFlightRequests: Bool { state.withLock { $0.machine.engine }?.drainSignal.isWaiting ?? false }
+
     /// Connections the engine holds open right now (0 when not running).
     var openConnections: Int { state.withLock { $0.machine.engine }?.openConnections ?? 0 }
 
