@@ -17,7 +17,7 @@ struct StateMachineTests {
         #expect(machine.bound("socket", at: Self.address).isNone)
         guard case .start("socket", Self.address) = machine.startAction() else { Issue.record("must start"); return }
         guard case .started(let started) = machine.engineStarted(1) else { Issue.record("must run"); return }
-        #expect(!started.markNotReady && !started.stopAccepting)
+        #expect(!started.withdrawReadiness && !started.stopAccepting)
         let wake = machine.requestShutdown()
         #expect(wake)
         guard case .stopAccepting(1) = machine.stopAccepting(deadline: Self.later) else { Issue.record("must quiesce"); return }
@@ -44,12 +44,12 @@ struct StateMachineTests {
     @Test func lateStartJoinsAShutdownInProgress() {
         var machine = Server()
         _ = machine.bound("socket", at: Self.address)
-        #expect(machine.markNotReady().isNone)
+        #expect(machine.withdrawReadiness().isNone)
         #expect(machine.stopAccepting(deadline: Self.later).isNone)
         // A second, later deadline does not move the first.
         _ = machine.stopAccepting(deadline: Self.later.advanced(by: .seconds(5)))
         guard case .started(let started) = machine.engineStarted(1) else { Issue.record("must run"); return }
-        #expect(started.markNotReady && started.stopAccepting)
+        #expect(started.withdrawReadiness && started.stopAccepting)
         guard case .drain(_, let deadline, false) = machine.beginDrain(defaultDeadline: .now) else {
             Issue.record("must drain"); return
         }

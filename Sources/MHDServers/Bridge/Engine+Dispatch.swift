@@ -24,7 +24,7 @@ extension Engine {
         if let health = config.health {
             if request.path == health.livenessPath { return queue(Engine.aliveProbe, on: context) }
             if request.path == health.readinessPath {
-                return queue(isNotReady.load(ordering: .relaxed) ? Engine.notReadyProbe : Engine.readyProbe, on: context)
+                return queue(readinessWithdrawn.load(ordering: .relaxed) ? Engine.drainingProbe : Engine.readyProbe, on: context)
             }
         }
         if let router {
@@ -148,7 +148,7 @@ extension Engine {
     static let internalError = Response.error(.internalServerError).reusable()
     static let aliveProbe = Response.json(raw: #"{"status":"alive"}"#).reusable()
     static let readyProbe = Response.json(raw: #"{"status":"ready"}"#).reusable()
-    static let notReadyProbe = Response.json(raw: #"{"status":"draining"}"#, status: .serviceUnavailable).reusable()
+    static let drainingProbe = Response.json(raw: #"{"status":"draining"}"#, status: .serviceUnavailable).reusable()
     static let shuttingDown = Response.error(.serviceUnavailable, message: "server is shutting down")
 }
 

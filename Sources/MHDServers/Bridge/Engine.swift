@@ -57,7 +57,7 @@ final class Engine: @unchecked Sendable {
     /// Set once the server stops accepting: every response from then on closes its connection.
     let closesConnections = Atomic<Bool>(false)
     /// Set when a shutdown starts: the readiness probe answers 503 from then on.
-    let isNotReady = Atomic<Bool>(false)
+    let readinessWithdrawn = Atomic<Bool>(false)
     let suspended = SuspendedConnections()
     let drainSignal: DrainSignal
     let supervisor: Supervisor
@@ -161,7 +161,7 @@ final class Engine: @unchecked Sendable {
     /// Stops accepting: the listening socket leaves the engine and is shut down, so new clients
     /// are refused at once. Requests in progress go on; their responses close the connection.
     func stopAccepting() {
-        isNotReady.store(true, ordering: .relaxed)
+        readinessWithdrawn.store(true, ordering: .relaxed)
         closesConnections.store(true, ordering: .relaxed)
         drainSignal.listenerClosed()
         lifecycle.withLock { state in
@@ -179,7 +179,7 @@ final class Engine: @unchecked Sendable {
     }
 
     /// The readiness probe answers 503 from now on; the server still accepts.
-    func markNotReady() { isNotReady.store(true, ordering: .relaxed) }
+    func withdrawReadiness() { readinessWithdrawn.store(true, ordering: .relaxed) }
 
     /// Waits until no request is in flight (true) or `deadline` passes or the drain is
     /// interrupted (false). Woken by the request that ends last; see ``DrainSignal``.

@@ -412,7 +412,7 @@ public final class ServerManager: Sendable {
 
     private func performDrain() async {
         let (servers, forced) = state.withLock { ($0.servers, $0.machine.drainBegan()) }
-        for entry in servers { entry.server.markNotReady() }
+        for entry in servers { entry.server.withdrawReadiness() }
         if drainDelay > .zero && !forced {
             logger.info("shutting down: not ready; still accepting for \(drainDelay)")
             let delay = Task<Void, Never> { try? await Task.sleep(for: drainDelay) }

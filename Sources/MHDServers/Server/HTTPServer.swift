@@ -202,7 +202,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
             throw CancellationError()
         case .started(let started):
             // Started while a shutdown was already under way (a late runtime add): join it.
-            if started.markNotReady { engine.markNotReady() }
+            if started.withdrawReadiness { engine.withdrawReadiness() }
             if started.stopAccepting { engine.stopAccepting() }
         }
         waiters?.resume()
@@ -230,8 +230,8 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
 
     /// Makes the readiness probe answer 503 while the server still accepts (the first step of
     /// a shutdown with a drain delay).
-    func markNotReady() {
-        perform(state.withLock { $0.machine.markNotReady() })
+    func withdrawReadiness() {
+        perform(state.withLock { $0.machine.withdrawReadiness() })
     }
 
     /// Ends any drain at once: in-flight handlers are cancelled when the server stops. Used on
@@ -254,7 +254,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     private func perform(_ action: Machine.EngineAction) {
         switch action {
         case .none: break
-        case .markNotReady(let engine): engine.markNotReady()
+        case .withdrawReadiness(let engine): engine.withdrawReadiness()
         case .stopAccepting(let engine): engine.stopAccepting()
         case .stopAcceptingAndInterruptDrain(let engine):
             engine.stopAccepting()

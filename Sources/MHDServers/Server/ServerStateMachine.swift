@@ -26,7 +26,7 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
     /// What was asked of the server, kept until it can be applied.
     struct Requests: Sendable {
         /// Readiness probes answer 503 (a shutdown has begun).
-        var notReady = false
+        var readinessWithdrawn = false
         /// Stop accepting; drain until this instant.
         var drainDeadline: Instant?
         /// Skip the drain.
@@ -96,7 +96,7 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
     /// What to do once the engine runs: tell the waiters, then apply what was asked meanwhile.
     struct StartedAction {
         var address: BoundAddress
-        var markNotReady: Bool
+        var withdrawReadiness: Bool
         var stopAccepting: Bool
     }
 
@@ -118,7 +118,7 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         }
         return .started(
             StartedAction(
-                address: address, markNotReady: requests.notReady,
+                address: address, withdrawReadiness: requests.readinessWithdrawn,
                 stopAccepting: requests.drainDeadline != nil || requests.forced))
     }
 
@@ -147,25 +147,25 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
     enum EngineAction {
         case none
         /// Readiness probes answer 503 from now on.
-        case markNotReady(Engine)
+        case withdrawReadiness(Engine)
         /// Stop accepting: new connections are refused.
         case stopAccepting(Engine)
         /// Stop accepting, and end a drain in progress at once.
         case stopAcceptingAndInterruptDrain(Engine)
     }
 
-    mutating func markNotReady() -> EngineAction {
+    mutating func withdrawReadiness() -> EngineAction {
         switch state {
         case .idle(var requests):
-            requests.notReady = true
+            requests.readinessWithdrawn = true
             state = .idle(requests)
         case .bound(let socket, let address, var requests):
-            requests.notReady = true
+            requests.readinessWithdrawn = true
             state = .bound(socket, address, requests)
         case .running(var running):
-            running.requests.notReady = true
+            running.requests.readinessWithdrawn = true
             state = .running(running)
-            return .markNotReady(running.engine)
+            return .withdrawReadiness(running.engine)
         case .draining, .stopped:
             break
         }
@@ -318,8 +318,8 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
     var isShuttingDown: Bool {
         switch state {
         case .idle(let requests), .bound(_, _, let requests):
-            requests.notReady || requests.drainDeadline != nil || requests.forced
-        case .running(let running): running.requests.notReady
+            requests.readinessWithdrawn || requests.drainDeadline != nil || requests.forced
+        case .running(let running): running.requests.readinessWithdrawn
         case .draining, .stopped: true
         }
     }
