@@ -49,6 +49,10 @@ final class DrainSignal: Sendable {
         waiter?.resume(returning: false)
     }
 
+    /// Forgets an interrupt that no wait has consumed (a forced stop that came before the drain
+    /// began), so that the short wait for abandoned requests' answers is not cut short too.
+    func clearInterrupt() { state.withLock { $0.interrupted = false } }
+
     /// Waits until nothing is in flight (true), or `deadline` passes or the wait is
     /// interrupted or cancelled (false).
     func wait(until deadline: ContinuousClock.Instant) async -> Bool {

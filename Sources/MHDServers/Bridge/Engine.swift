@@ -190,6 +190,12 @@ final class Engine: @unchecked Sendable {
     /// Ends a drain in progress at once (a forced stop).
     func interruptDrain() { drainSignal.interrupt() }
 
+    /// Waits up to `time` for abandoned requests to send their 503 before connections close.
+    func waitForAbandonedAnswers(_ time: Duration) async {
+        drainSignal.clearInterrupt()
+        _ = await drainSignal.wait(until: .now + time)
+    }
+
     /// Cancels every handler task still running and resumes its connection with a 503; from
     /// now on nothing is suspended any more. Returns how many were abandoned.
     @discardableResult

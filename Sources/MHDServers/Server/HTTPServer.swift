@@ -292,9 +292,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
                     "\(config.name): cancelling requests still in flight at shutdown",
                     metadata: ["server": "\(config.name)", "inFlight": "\(stats.inFlight)"])
                 // Give the abandoned requests a moment to send their 503 before connections close.
-                if engine.abandonSuspended() > 0 {
-                    _ = await engine.drain(until: .now + .milliseconds(250))
-                }
+                if engine.abandonSuspended() > 0 { await engine.waitForAbandonedAnswers(.milliseconds(250)) }
             }
             logger.debug(
                 "\(config.name) engine stopping", metadata: ["server": "\(config.name)", "drained": "\(inFlight)"])
