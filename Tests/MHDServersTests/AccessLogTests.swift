@@ -1,11 +1,11 @@
+@testable import MHDServers
 import Logging
-import MHDServers
 import Synchronization
 import Testing
 
 /// Collects log records in memory.
 final class CapturedLogs: Sendable {
-    let records = Mutex<[(level: Logger.Level, message: String, metadata: Logger.Metadata)]>([])
+    let records = Locked<[(level: Logger.Level, message: String, metadata: Logger.Metadata)]>([])
 
     func handler(level: Logger.Level) -> some LogHandler {
         Handler(store: self, logLevel: level)

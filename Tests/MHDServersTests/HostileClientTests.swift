@@ -197,6 +197,50 @@ struct HostileClientTests {
         }
     }
 
+    /// RFC 9112 rules libmicrohttpd 0.9.75 does not enforce: each is refused with 400 and the
+    /// connection closed, with exactly one response.
+    @Test(arguments: [
+        ("HTTP/1.1 without Host", "GET /hello HTTP/1.1\r\n\r\n"),
+        ("two Host fields", "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+        ("whitespace before the colon of Host", "GET /hello HTTP/1.1\r\nHost : a\r\n\r\n"),
+        ("whitespace before the colon of Content-Length", "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello"),
+        ("a bare CR inside a field name", "GET /hello HTTP/1.1\r\nHost: a\r\nX-A\rB: 1\r\n\r\n"),
+        ("Transfer-Encoding folded onto a continuation line",
+         "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        ("any folded field", "GET /hello HTTP/1.1\r\nHost: a\r\nX-Fold: one\r\n two\r\n\r\n"),
+        ("HTTP/1.0 with Transfer-Encoding, then a pipelined request",
+         "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /hello HTTP/1.1\r\nHost: a\r\n\r\n"),
+    ])
+    func requestsRFC9112RejectsAre400AndClose(_ label: String, _ text: String) async throws {
+        try await Self.run { port in
+            let outcome = try await Self.exchange(port, text)
+            #expect(outcome.status == 400, "\(label)")
+            #expect(outcome.closed, "\(label): closed after exactly one response")
+        }
+    }
+
+    @Test func hostRulesLeaveValidRequestsAlone() async throws {
+        try await Self.run { port in
+            // HTTP/1.0 needs no Host.
+            let old = try await Self.exchange(port, "GET /hello HTTP/1.0\r\n\r\n")
+            #expect(old.status == 200)
+            #expect(old.response.text == "hello")
+        }
+    }
+
+    @Test func absoluteFormTargetIsRoutedOnItsPath() async throws {
+        var router = Self.router()
+        router.get("/host") { request in .text(request.headers["Host"] ?? "none") }
+        try await withServer(router, limits: Self.limits) { port async throws in
+            let hello = try await Self.exchange(port, "GET http://example.com/hello HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+            #expect(hello.status == 200)
+            #expect(hello.response.text == "hello")
+            // The host comes from the target, not from the Host field (RFC 9112 §3.2.2).
+            let host = try await Self.exchange(port, "GET HTTP://target.example:8080/host HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n")
+            #expect(host.response.text == "target.example:8080")
+        }
+    }
+
     @Test func oversizedContentLengthGetsExactlyOneResponse() async throws {
         try await Self.run { port in
             let bytes = try await offPool { () -> String in
@@ -373,6 +417,8 @@ struct HostileClientTests {
                 #expect(server.stats.inFlight == 1)
                 connection.close()
                 try await cancelled.wait(for: round, "handler \(round) to be cancelled")
+                // The request ends once the engine has closed the connection after the handler.
+                try await waitUntil("request \(round) to end") { server.stats.inFlight == 0 }
             }
             try await waitUntil("in-flight to return to 0") { server.stats.inFlight == 0 }
             let snapshot = server.stats.snapshot()

@@ -1,12 +1,12 @@
+@testable import MHDServers
 import Logging
-import MHDServers
 import ServiceLifecycle
 import Synchronization
 import Testing
 
 /// Records every hook call as "name:event".
 final class Recorder: Sendable {
-    let events = Mutex<[String]>([])
+    let events = Locked<[String]>([])
     func record(_ event: String) { events.withLock { $0.append(event) } }
     var all: [String] { events.withLock { $0 } }
     func of(_ name: String) -> [String] { all.filter { $0.hasPrefix(name + ":") } }
@@ -262,7 +262,7 @@ struct ManagerTests {
     @Test func shutdownRunsExactlyOnce() async throws {
         let recorder = Recorder()
         let manager = ServerManager(logger: quietLogger)
-        let callbacks = Mutex(0)
+        let callbacks = Locked(0)
         manager.onShutdown { callbacks.withLock { $0 += 1 } }
         let servers = [Server(config: ServerConfig(name: "s", port: 0), lifecycle: RecordingAPI(recorder: recorder))]
         try await withManager(manager, servers) { _ in

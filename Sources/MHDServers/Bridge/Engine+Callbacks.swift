@@ -40,7 +40,10 @@ extension Engine {
             context.phase = .receivingBody
             Engine.withConnectionState(connection) { $0.headersComplete() }
             if RequestGuard.hasRawNUL(context, url: url, version: version) { context.invalidTarget = true }
-            context.headers = Engine.headers(of: connection)
+            let collected = Engine.headers(of: connection)
+            context.headers = collected.headers
+            context.malformedHeader = collected.malformed
+            context.http10 = strcmp(version, "HTTP/1.0") == 0
             if let rejection = RequestGuard.check(context, limits: config.limits) {
                 return queue(rejection, on: context, close: true)
             }

@@ -58,11 +58,17 @@ extension Engine {
         version: UnsafePointer<CChar>
     ) -> Request {
         let connection = context.connection
+        var path = String(cString: url)
+        var headers = context.headers
+        if url.pointee != 47 /* / */, let target = RequestTarget.absoluteForm(path) {
+            path = target.path
+            headers["Host"] = target.authority
+        }
         var request = Request(
             method: HTTPMethod.interned(String(cString: method)),
-            path: String(cString: url),
+            path: path,
             query: context.query.isEmpty ? QueryParameters() : QueryParameters(parsing: context.query),
-            headers: context.headers,
+            headers: headers,
             body: context.body,
             version: Engine.versionString(version))
         request.peer = PeerAddress(mhds_connection_client_address(connection))
@@ -79,12 +85,14 @@ extension Engine {
     private static let http11 = "HTTP/1.1"
     private static let http10 = "HTTP/1.0"
 
-    static func headers(of connection: OpaquePointer) -> HTTPHeaders {
-        var headers = HTTPHeaders()
-        withUnsafeMutablePointer(to: &headers) { pointer in
+    /// The request's header fields, and whether any of them is malformed (see
+    /// ``HeaderCollection``).
+    static func headers(of connection: OpaquePointer) -> HeaderCollection {
+        var collection = HeaderCollection()
+        withUnsafeMutablePointer(to: &collection) { pointer in
             _ = MHD_get_connection_values(connection, .HEADER_KIND, headerIterator, pointer)
         }
-        return headers
+        return collection
     }
 
     /// A request line arrived: the request exists from here on (it counts as in flight, so a
@@ -152,9 +160,36 @@ extension Engine {
     static let shuttingDown = Response.error(.serviceUnavailable, message: "server is shutting down")
 }
 
+/// The header fields as the engine parsed them, checked against RFC 9112 §5 on the way.
+///
+/// libmicrohttpd 0.9.75 keeps what a strict parser must reject: a name with whitespace before
+/// the colon (`Content-Length : 5` is stored as the name `"Content-Length "`, so the length is
+/// ignored and the body read as the next request), a bare CR inside a name, and obs-fold
+/// continuation lines, which it appends to the *name* of the field above
+/// (`Transfer-Encoding:` + ` chunked` becomes the name `Transfer-EncodingChunked`). A name must
+/// be a token, and its value must follow it in the engine's read buffer with nothing but the
+/// colon and optional whitespace in between: a field that was moved or extended by a fold fails
+/// that test.
+struct HeaderCollection {
+    var headers = HTTPHeaders()
+    var malformed = false
+}
+
 private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
     guard let cls, let key else { return .YES }
-    let headers = cls.assumingMemoryBound(to: HTTPHeaders.self)
-    headers.pointee.add(name: String(cString: key), value: value.map { String(cString: $0) } ?? "")
+    let collection = cls.assumingMemoryBound(to: HeaderCollection.self)
+    let nameLength = strlen(key)
+    if !RequestGuard.isToken(UnsafeRawBufferPointer(start: key, count: nameLength)) {
+        collection.pointee.malformed = true
+    } else if let value {
+        let afterColon = UnsafeRawPointer(key) + nameLength + 1
+        let gap = UnsafeRawPointer(value) - afterColon
+        if gap < 0 || gap > 256
+            || !UnsafeRawBufferPointer(start: afterColon, count: gap).allSatisfy({ $0 == 32 || $0 == 9 })
+        {
+            collection.pointee.malformed = true
+        }
+    }
+    collection.pointee.headers.add(name: String(cString: key), value: value.map { String(cString: $0) } ?? "")
     return .YES
 }

@@ -21,6 +21,10 @@ final class RequestContext: @unchecked Sendable {
     var query: [UInt8] = []
     var bodyOverflow = false
     var invalidTarget = false
+    /// A header field the engine kept but RFC 9112 rejects (see ``HeaderCollection``).
+    var malformedHeader = false
+    /// The request line said HTTP/1.0.
+    var http10 = false
     /// The raw request target as the URI callback saw it (a pointer into the engine's buffer,
     /// compared by address only).
     var rawTarget: UnsafePointer<CChar>?

@@ -8,7 +8,10 @@
 ///   one field of exactly that word (` chunked `, two fields) → 400: the engine would read either
 ///   as a body of unknown length and wait for it forever;
 /// - a `Content-Length` over the limit → one clean 413;
-/// - a target containing `%00` → 400 (the decoded path would be cut at the NUL).
+/// - a target containing `%00` → 400 (the decoded path would be cut at the NUL);
+/// - a header name that is not a token, or a folded header line → 400 (see ``HeaderCollection``);
+/// - an HTTP/1.1 request without exactly one `Host`, or any request with two → 400;
+/// - `Transfer-Encoding` in an HTTP/1.0 request → 400 (faulty framing, RFC 9112 §6.1).
 enum RequestGuard {
     static let contentTooLarge = Response.error(.contentTooLarge, message: "request body is too large")
     static let duplicateLength = Response.error(.badRequest, message: "duplicate or conflicting Content-Length")
@@ -19,17 +22,25 @@ enum RequestGuard {
         .notImplemented, message: "only the chunked transfer coding is supported")
     static let malformedCoding = Response.error(
         .badRequest, message: "Transfer-Encoding must be a single field reading exactly 'chunked'")
+    static let malformedField = Response.error(
+        .badRequest, message: "malformed header field (whitespace or a control character in its name, or a folded line)")
+    static let hostRequired = Response.error(.badRequest, message: "exactly one Host header is required")
+    static let codingInHTTP10 = Response.error(.badRequest, message: "Transfer-Encoding is not allowed in HTTP/1.0")
     static let invalidTarget = Response.error(.badRequest, message: "invalid request target")
 
     /// A response that rejects the request outright, or `nil` to go on.
     static func check(_ context: RequestContext, limits: ServerConfig.Limits) -> Response? {
         if context.invalidTarget { return invalidTarget }
+        if context.malformedHeader { return malformedField }
         var length: String?
         var lengthCount = 0
         var coding: String?
         var codingFields = 0
+        var hosts = 0
         for field in context.headers {
-            if HTTPHeaders.equalsIgnoringCase(field.name, "Content-Length") {
+            if HTTPHeaders.equalsIgnoringCase(field.name, "Host") {
+                hosts += 1
+            } else if HTTPHeaders.equalsIgnoringCase(field.name, "Content-Length") {
                 lengthCount += 1
                 length = field.value
             } else if HTTPHeaders.equalsIgnoringCase(field.name, "Transfer-Encoding") {
@@ -37,7 +48,12 @@ enum RequestGuard {
                 codingFields += 1
             }
         }
+        // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host; none is allowed in HTTP/1.0,
+        // but never two.
+        if hosts > 1 || (hosts == 0 && !context.http10) { return hostRequired }
         if lengthCount > 1 { return duplicateLength }
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing.
+        if coding != nil && context.http10 { return codingInHTTP10 }
         if let coding {
             if lengthCount > 0 { return lengthAndChunked }
             let codings = coding.split(separator: ",").map { trimmed(Substring($0)).lowercased() }
@@ -71,6 +87,19 @@ enum RequestGuard {
     static func hasRawNUL(_ context: RequestContext, url: UnsafePointer<CChar>, version: UnsafePointer<CChar>) -> Bool {
         guard let raw = context.rawTarget, raw == url else { return false }
         return raw + context.rawTargetLength + 1 != version
+    }
+
+    /// Whether `bytes` is an RFC 9110 token: one or more of ALPHA, DIGIT and ``!#$%&'*+-.^_`|~``.
+    static func isToken(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard !bytes.isEmpty else { return false }
+        for byte in bytes {
+            switch byte {
+            case 48...57, 65...90, 97...122: continue
+            case 33, 35, 36, 37, 38, 39, 42, 43, 45, 46, 94, 95, 96, 124, 126: continue
+            default: return false
+            }
+        }
+        return true
     }
 
     /// `text` without leading and trailing spaces and tabs.

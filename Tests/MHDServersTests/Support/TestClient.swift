@@ -1,3 +1,4 @@
+@testable import MHDServers
 import Foundation
 import Glibc
 import Synchronization
@@ -273,7 +274,7 @@ final class PortHolder: @unchecked Sendable {
 /// (which starts at 32768 here), so no `port: 0` bind and no outgoing connection of a test
 /// running in parallel can take one in between, and each is handed out once per process.
 enum ReservedPorts {
-    private static let next = Mutex(10_000 + Int(getpid() % 1000) * 20)
+    private static let next = Locked(10_000 + Int(getpid() % 1000) * 20)
 
     /// `count` consecutive ports, each free right now on 127.0.0.1 and never handed out before.
     static func take(_ count: Int = 1) throws -> Int {

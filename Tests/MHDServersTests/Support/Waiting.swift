@@ -1,3 +1,4 @@
+@testable import MHDServers
 import Synchronization
 import Testing
 
@@ -32,7 +33,7 @@ final class Gate: Sendable {
         var waiters: [Int: CheckedContinuation<Void, any Error>] = [:]
         var cancelled: Set<Int> = []
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init() {}
 
@@ -97,8 +98,8 @@ final class Gate: Sendable {
 
 /// Counts events and lets a test wait for a number of them.
 final class Counter: Sendable {
-    private let value = Mutex(0)
-    private let reached = Mutex<[(Int, Gate)]>([])
+    private let value = Locked(0)
+    private let reached = Locked<[(Int, Gate)]>([])
 
     func increment() {
         let now = value.withLock { $0 += 1; return $0 }
@@ -149,8 +150,8 @@ final class Counter: Sendable {
 
 /// A value shared between a test and the handlers or hooks it installs.
 final class Shared<Value: Sendable>: Sendable {
-    private let storage: Mutex<Value>
-    init(_ value: Value) { storage = Mutex(value) }
+    private let storage: Locked<Value>
+    init(_ value: Value) { storage = Locked(value) }
     var value: Value {
         get { storage.withLock { $0 } }
         set { storage.withLock { $0 = newValue } }
