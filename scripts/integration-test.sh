@@ -841,6 +841,10 @@ count = get("http_server_request_duration_seconds_count", server="public", metho
 assert hello >= 6 and missing == 2 and count == hello, (hello, missing, count)
 assert ("http_server_requests_in_flight", (("server", "public"),)) in samples
 PY
+    check "system answers are not cached: Cache-Control: no-store on /api/status, probes and /admin/*" bash -c \
+        "for u in $P/api/status $P/healthz $P/readyz $A/admin/metrics $A/admin/config; do curl -s --max-time 10 -D - -o /dev/null http://127.0.0.1:\$u | tr -d '\r' | grep -qi '^cache-control: no-store\$' || { echo \"    \$u: no Cache-Control: no-store\" >&2; exit 1; }; done"
+    check "/admin/metrics varies by Accept (JSON or Prometheus text)" bash -c \
+        "curl -s --max-time 10 -D - -o /dev/null http://127.0.0.1:$A/admin/metrics | tr -d '\r' | grep -qi '^vary: accept\$'"
     check "unknown path -> 404 JSON" bash -c "$(declare -f status); [[ \$(status http://127.0.0.1:$P/nope) == 404 ]]"
     check "admin routes are not on the public port" bash -c "$(declare -f status); [[ \$(status http://127.0.0.1:$P/admin/config) == 404 ]]"
     # Whether the ports are refused after the exit is not checked: an exited process holds no

@@ -52,4 +52,18 @@ mhds_connection_socket_context(struct MHD_Connection *connection)
     return info == NULL ? NULL : info->socket_context;
 }
 
+/* Relaxed atomic counters in plain memory (used for latency histograms: one allocation for
+ * all the buckets instead of one object per bucket). */
+static inline void
+mhds_counter_add (long *counter, long value)
+{
+  __atomic_fetch_add (counter, value, __ATOMIC_RELAXED);
+}
+
+static inline long
+mhds_counter_load (const long *counter)
+{
+  return __atomic_load_n (counter, __ATOMIC_RELAXED);
+}
+
 #endif

@@ -13,19 +13,28 @@ struct AdminAPI: ServerLifecycle {
         if let token { router.requireBearerToken(token) }
         router.get("/admin/metrics") { [registry] request in
             // Prometheus text exposition on request; JSON otherwise.
+            // The body depends on Accept: caches must key on it (and keep none of it anyway).
             if request.query["format"] == "prometheus" || Self.prefersText(request.headers["Accept"]) {
                 return Response(
-                    status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
+                    status: .ok,
+                    headers: [
+                        "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store",
+                        "Vary": "Accept",
+                    ],
                     body: registry.emitToBuffer())
             }
-            return try .json(Metrics(servers: (context.manager?.servers ?? []).map(Metrics.Server.init)))
+            var metrics = try Response.json(Metrics(servers: (context.manager?.servers ?? []).map(Metrics.Server.init)))
+                .uncached()
+            metrics.headers["Vary"] = "Accept"
+            return metrics
         }
         router.get("/admin/config") { _ in
-            try .json(
+            try Response.json(
                 Config(
                     shutdownTimeoutSeconds: shutdownTimeout,
                     adminAuthentication: token == nil ? "none" : "bearer token",
-                    servers: (context.manager?.servers ?? []).map(Config.Server.init)))
+                    servers: (context.manager?.servers ?? []).map(Config.Server.init))
+            ).uncached()
         }
     }
 

@@ -10,10 +10,11 @@ struct PublicAPI: ServerLifecycle {
     func registerRoutes(on router: inout Router, context: ServerContext) {
         router.get("/api/hello") { _ in Self.hello }
         router.get("/api/status") { _ in
-            try .json(
+            try Response.json(
                 Status(
                     status: "ok", server: context.name, port: context.address?.port ?? 0,
-                    uptimeSeconds: context.stats?.snapshot().uptimeSeconds ?? 0))
+                    uptimeSeconds: context.stats?.snapshot().uptimeSeconds ?? 0)
+            ).uncached()
         }
         if benchRoutes {
             // An async handler that awaits something trivial: measures the suspend/resume bridge.

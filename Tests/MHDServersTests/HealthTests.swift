@@ -20,6 +20,9 @@ struct HealthTests {
             let ready = try await request(port, "GET", "/readyz")
             #expect(ready.status == 200)
             #expect(ready.text == #"{"status":"ready"}"#)
+            // No cache may keep a "ready" through a drain.
+            #expect(live.header("Cache-Control") == "no-store")
+            #expect(ready.header("Cache-Control") == "no-store")
             #expect(try await request(port, "GET", "/x").status == 401)
         }
     }

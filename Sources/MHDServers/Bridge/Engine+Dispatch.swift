@@ -154,9 +154,11 @@ extension Engine {
     }
 
     static let internalError = Response.error(.internalServerError).reusable()
-    static let aliveProbe = Response.json(raw: #"{"status":"alive"}"#).reusable()
-    static let readyProbe = Response.json(raw: #"{"status":"ready"}"#).reusable()
-    static let drainingProbe = Response.json(raw: #"{"status":"draining"}"#, status: .serviceUnavailable).reusable()
+    // Probes answer for this moment only: no cache may keep a "ready" through a drain.
+    static let aliveProbe = Response.json(raw: #"{"status":"alive"}"#).uncached().reusable()
+    static let readyProbe = Response.json(raw: #"{"status":"ready"}"#).uncached().reusable()
+    static let drainingProbe = Response.json(raw: #"{"status":"draining"}"#, status: .serviceUnavailable).uncached()
+        .reusable()
     static let shuttingDown = Response.error(.serviceUnavailable, message: "server is shutting down")
 }
 

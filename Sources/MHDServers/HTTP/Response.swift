@@ -105,6 +105,18 @@ public struct Response: Sendable {
         return copy
     }
 
+    /// The same response with `Cache-Control: no-store`: for answers that describe this moment
+    /// (status, health, metrics), which no cache should keep.
+    ///
+    /// ```swift
+    /// router.get("/api/status") { _ in Response.json(raw: #"{"status":"ok"}"#).uncached() }
+    /// ```
+    public func uncached() -> Response {
+        var copy = self
+        copy.headers["Cache-Control"] = "no-store"
+        return copy
+    }
+
     /// The encoder configuration ``json(_:status:encoder:)`` uses by default (sorted keys, no
     /// escaped slashes, ISO 8601 dates): a new instance each time, to adjust and pass in.
     public static var defaultEncoder: JSONEncoder {

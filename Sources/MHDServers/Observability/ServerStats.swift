@@ -25,6 +25,8 @@ public final class ServerStats: Sendable {
     /// Request contexts alive right now (created by the engine, not yet released). Returns to
     /// zero with ``inFlight`` once every request has ended; anything else is a leak.
     let liveContexts = Atomic<Int>(0)
+    /// Latencies at a resolution of about 6 % (see ``LatencyScale``), for quantiles.
+    private let distribution = AtomicCounts(count: LatencyScale.bucketCount)
 
     init() {}
 
@@ -52,6 +54,7 @@ public final class ServerStats: Sendable {
             if exchanged { break }
             current = original
         }
+        distribution.increment(LatencyScale.index(nanoseconds: nanoseconds))
         var index = 0
         let bounds = Self.bucketBoundsNanos
         while index < bounds.count && nanoseconds > bounds[index] { index += 1 }
@@ -79,7 +82,7 @@ public final class ServerStats: Sendable {
                 count: answered,
                 totalSeconds: Double(latencyNanos.load(ordering: .relaxed)) / 1e9,
                 maxSeconds: Double(latencyMaxNanos.load(ordering: .relaxed)) / 1e9,
-                bucketCounts: counts),
+                bucketCounts: counts, distribution: distribution.values),
             uptimeSeconds: (ContinuousClock.now - startedAt).seconds)
     }
 
@@ -104,7 +107,8 @@ public final class ServerStats: Sendable {
         public var errors: Int { statusClasses["5xx"] ?? 0 }
     }
 
-    /// A latency summary with a histogram over ``ServerStats/latencyBuckets``.
+    /// A latency summary: a histogram over ``ServerStats/latencyBuckets`` (what metrics export)
+    /// and a finer log-linear distribution that quantiles are estimated from.
     public struct Latency: Sendable, Codable {
         /// Number of observations.
         public var count: Int
@@ -114,12 +118,46 @@ public final class ServerStats: Sendable {
         public var maxSeconds: Double
         /// Observations per bucket; the last entry counts those above every bound.
         public var bucketCounts: [Int]
+        /// Observations per bucket of the log-linear scale (microseconds, 8 buckets per power
+        /// of two, so a bucket is at most about 12 % wide); empty when not recorded.
+        public var distribution: [Int]
+
+        /// Creates a summary.
+        ///
+        /// ```swift
+        /// let latency = ServerStats.Latency(count: 0, totalSeconds: 0, maxSeconds: 0, bucketCounts: [])
+        /// print(latency.quantile(0.99))   // 0 without observations
+        /// ```
+        public init(count: Int, totalSeconds: Double, maxSeconds: Double, bucketCounts: [Int], distribution: [Int] = []) {
+            self.count = count
+            self.totalSeconds = totalSeconds
+            self.maxSeconds = maxSeconds
+            self.bucketCounts = bucketCounts
+            self.distribution = distribution
+        }
 
         /// Mean latency in seconds (0 without observations).
         public var meanSeconds: Double { count == 0 ? 0 : totalSeconds / Double(count) }
 
-        /// The bucket bound at or below which `fraction` of observations fall (an upper estimate).
+        /// The latency at or below which `fraction` of the observations fall, in seconds: the
+        /// middle of the log-linear bucket that holds that rank (within about 6 % of the real
+        /// value), never above ``maxSeconds``. Without a distribution, the upper bound of the
+        /// coarse bucket.
+        ///
+        /// ```swift
+        /// let p99 = server.stats.snapshot().latency.quantile(0.99)
+        /// ```
         public func quantile(_ fraction: Double) -> Double {
+            let observed = distribution.reduce(0, +)
+            if observed > 0 {
+                let target = max(1, Int((Double(observed) * fraction).rounded(.up)))
+                var seen = 0
+                for (index, count) in distribution.enumerated() {
+                    seen += count
+                    if seen >= target { return min(maxSeconds, LatencyScale.midpointSeconds(of: index)) }
+                }
+                return maxSeconds
+            }
             let total = bucketCounts.reduce(0, +)
             guard total > 0 else { return 0 }
             let target = Int((Double(total) * fraction).rounded(.up))
@@ -147,5 +185,34 @@ extension Duration {
     var seconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
+/// A log-linear latency scale in microseconds, in the manner of HdrHistogram: exact below 8 µs,
+/// then 8 buckets per power of two (each at most 1/8 of its lower bound wide) up to 2²⁶ µs
+/// (67 s); slower requests share the last bucket.
+enum LatencyScale {
+    static let subBuckets = 8
+    static let highestPower = 26
+    static let bucketCount = subBuckets + (highestPower - 3 + 1) * subBuckets
+
+    @inline(__always)
+    static func index(nanoseconds: UInt64) -> Int {
+        let micros = nanoseconds / 1000
+        if micros < UInt64(subBuckets) { return Int(micros) }
+        let power = min(highestPower, 63 - micros.leadingZeroBitCount)
+        let sub = power == highestPower && micros >> UInt64(power) > 1
+            ? subBuckets - 1 : Int((micros >> UInt64(power - 3)) & 7)
+        return subBuckets + (power - 3) * subBuckets + sub
+    }
+
+    /// The middle of bucket `index`, in seconds.
+    static func midpointSeconds(of index: Int) -> Double {
+        if index < subBuckets { return (Double(index) + 0.5) / 1e6 }
+        let power = (index - subBuckets) / subBuckets + 3
+        let sub = (index - subBuckets) % subBuckets
+        let width = Double(1 << (power - 3))
+        let lower = Double(1 << power) + Double(sub) * width
+        return (lower + width / 2) / 1e6
     }
 }
