@@ -25,6 +25,15 @@ echo "== integration tests"
 scripts/integration-test.sh
 
 echo
+echo "== every response of the demo app through a strict HTTP/1.1 parser (h11)"
+H11_PYTHON=
+for candidate in python3 /usr/bin/python3; do
+    if "$candidate" -c "import h11" 2>/dev/null; then H11_PYTHON=$candidate; break; fi
+done
+[[ -n "$H11_PYTHON" ]] || { echo "test: h11 is required (apt-get install python3-h11)" >&2; exit 2; }
+"$H11_PYTHON" scripts/strict-http.py "$(swift build --show-bin-path)/app"
+
+echo
 echo "== benchmark smoke run"
 scripts/bench.sh --smoke
 
