@@ -52,6 +52,16 @@ mhds_connection_socket_context(struct MHD_Connection *connection)
     return info == NULL ? NULL : info->socket_context;
 }
 
+/* The status of the response queued on a connection (0 if none): how the layer learns what
+ * the engine answered by itself. */
+static inline unsigned int
+mhds_connection_http_status(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_HTTP_STATUS);
+    return info == NULL ? 0 : info->http_status;
+}
+
 /* Relaxed atomic counters in plain memory (used for latency histograms: one allocation for
  * all the buckets instead of one object per bucket). */
 static inline void

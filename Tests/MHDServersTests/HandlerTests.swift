@@ -221,6 +221,33 @@ struct HandlerTests {
     }
 }
 
+@Suite("Answers the engine makes by itself")
+struct EngineAnswerTests {
+    /// libmicrohttpd answers some requests before the layer's handlers run (a malformed length, headers
+    /// over the connection memory); they are counted by their status, not as aborted.
+    @Test func engineMadeAnswersAreCountedByStatus() async throws {
+        var router = Router()
+        router.post("/echo") { request in Response(status: .ok, body: request.body) }
+        let server = HTTPServer(config: ServerConfig(name: "engine", port: 0), router: router, logger: quietLogger)
+        try await withRunning(server) { port async throws in
+            let manyHeaders = "GET /echo HTTP/1.1\r\nHost: t\r\n" + (0..<700).map { "X-H\($0): v\r\n" }.joined() + "\r\n"
+            for raw in ["POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n", manyHeaders] {
+                let status = try await offPool { () -> Int in
+                    let connection = try Connection(port: port, timeout: 3)
+                    try? connection.send(raw)
+                    return try connection.readResponse().status
+                }
+                #expect(status == 400 || status == 431, "\(status)")
+            }
+            try await waitUntil("both answers to be recorded") { server.stats.snapshot().requests == 2 }
+            let snapshot = server.stats.snapshot()
+            #expect(snapshot.statusClasses["4xx"] == 2)
+            #expect(snapshot.aborted == 0)
+            #expect(snapshot.inFlight == 0)
+        }
+    }
+}
+
 @Suite("Async handlers that finish without suspending")
 struct InlineAsyncTests {
     actor Store {

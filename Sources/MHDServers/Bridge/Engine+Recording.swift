@@ -9,7 +9,11 @@ extension Engine {
         slot.pointee = nil
         let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
         Engine.withConnectionState(context.connection) { $0.requestComplete() }
-        guard let status = context.end(completedNormally: code == .REQUEST_TERMINATED_COMPLETED_OK) else { return }
+        guard
+            let status = context.end(
+                completedNormally: code == .REQUEST_TERMINATED_COMPLETED_OK,
+                engineStatus: { Int(mhds_connection_http_status(context.connection)) })
+        else { return }
         let elapsed = Monotonic.nanoseconds() &- context.startedAt
         stats.ended(status: status, nanoseconds: elapsed)
         metrics.ended(route: context.route, status: status, nanoseconds: elapsed)

@@ -70,12 +70,16 @@ final class RequestContext: @unchecked Sendable {
     deinit { stats.liveContexts.subtract(1, ordering: .relaxed) }
 
     /// The request ended (the engine's completion notice). Returns the status to record, 0 for
-    /// an aborted request, or `nil` if it had ended already.
-    func end(completedNormally: Bool) -> Int? {
+    /// an aborted request, or `nil` if it had ended already. A request the engine answered by
+    /// itself (a 431 for headers over the memory limit, a 400 for a malformed length, ...) is
+    /// recorded with the engine's status, `engineStatus()`: the engine closes such connections
+    /// after its answer, so it reports them ended with an error even when the answer went out.
+    func end(completedNormally: Bool, engineStatus: () -> Int) -> Int? {
         guard phase != .ended else { return nil }
-        let answered = phase == .answered && completedNormally
-        phase = .ended
-        return answered ? status : 0
+        defer { phase = .ended }
+        if phase == .answered { return completedNormally ? status : 0 }
+        let engine = engineStatus()
+        return engine >= 100 ? engine : 0
     }
 
     /// The handler finished with `response`: resumes the connection if it is suspended. The
