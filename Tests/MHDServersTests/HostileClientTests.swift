@@ -219,6 +219,27 @@ struct HostileClientTests {
         }
     }
 
+    /// libmicrohttpd 0.9.75 rejects an invalid `Content-Length` itself, before any callback of
+    /// the layer, and sends its header block twice (it builds the header again after the state
+    /// change that overwrites its error state); a 33 KB chunk extension gets its HTML 500. Both
+    /// are written as the right expectation (issue #10) and fail the day they are fixed.
+    @Test(arguments: [
+        ("invalid Content-Length", "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", 400),
+        ("Content-Length over 64 bits", "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", 413),
+        ("33 KB chunk extension",
+         "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;" + String(repeating: "e", count: 33_000) + "\r\nhello\r\n0\r\n\r\n", 400),
+    ])
+    func engineAnswersOneWellFormedJSONError(_ label: String, _ text: String, _ status: Int) async throws {
+        try await Self.run { port in
+            let outcome = try await Self.exchange(port, text)
+            await withKnownIssue("the engine answers by itself (issue #10)") {
+                #expect(outcome.status == status, "\(label)")
+                #expect(outcome.response.header("Content-Type") == "application/json", "\(label)")
+                #expect(outcome.closed && outcome.status == status, "\(label): one response, then the close")
+            }
+        }
+    }
+
     @Test func hostRulesLeaveValidRequestsAlone() async throws {
         try await Self.run { port in
             // HTTP/1.0 needs no Host.
