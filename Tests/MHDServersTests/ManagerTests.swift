@@ -384,6 +384,36 @@ struct ManagerEdgeTests {
         #expect(recorder.all.filter { $0.hasSuffix(":shutdown") }.count == 2)
     }
 
+    @Test func cancellingRunAllStopsAtOnceEvenWithADrainDelay() async throws {
+        let manager = ServerManager(logger: quietLogger, shutdownTimeout: .seconds(60), drainDelay: .seconds(60))
+        let servers = [Server(config: ServerConfig(name: "c", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))]
+        let run = Task { try await manager.runAll(servers, signals: []) }
+        let port = try #require(try await manager.waitUntilStarted()[0].address?.port)
+        let start = ContinuousClock.now
+        run.cancel()
+        _ = try? await run.value
+        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(await connectionRefused(port))
+    }
+
+    @Test func runtimeAddedServerKeepsAcceptingThroughTheDrainDelay() async throws {
+        let delay = Duration.seconds(3)
+        let manager = ServerManager(logger: quietLogger, drainDelay: delay)
+        let servers = [Server(config: ServerConfig(name: "base", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))]
+        let run = Task { try await manager.runAll(servers, signals: []) }
+        _ = try await manager.waitUntilStarted()
+        let added = try await manager.addServer(
+            Server(config: ServerConfig(name: "added", port: 0), lifecycle: RecordingAPI(recorder: Recorder())))
+        let start = ContinuousClock.now
+        await manager.shutdown()
+        // The group reaches the added server first; it must still accept, like the others,
+        // until the delay is over.
+        #expect(try await request(added.port, "GET", "/name").text == "added")
+        try await waitUntil("the added server to refuse", timeout: .seconds(15)) { await connectionRefused(added.port) }
+        #expect(ContinuousClock.now - start >= delay)
+        try await run.value
+    }
+
     @Test func failedRuntimeAddReleasesItsPortClaim() async throws {
         let manager = ServerManager(logger: quietLogger)
         let servers = [Server(config: ServerConfig(name: "base", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))]

@@ -77,6 +77,14 @@ struct StateMachineTests {
         #expect(machine.stopped().isNone)
     }
 
+    @Test func stoppedAfterBindingBeforeStartClosesTheSocketAndAnyLateEngine() {
+        var machine = Server()
+        _ = machine.bound("socket", at: Self.address)
+        guard case .close("socket") = machine.stopped() else { Issue.record("must close the socket"); return }
+        // The start that was under way finds it stopped: its engine is stopped again.
+        guard case .stop(3) = machine.engineStarted(3) else { Issue.record("must stop the late engine"); return }
+    }
+
     @Test func stoppedWhileBindingClosesTheNewSocket() {
         var machine = Server()
         _ = machine.failed(CancellationError())

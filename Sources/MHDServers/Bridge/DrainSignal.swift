@@ -10,6 +10,8 @@ final class DrainSignal: Sendable {
     private struct State {
         var waiter: CheckedContinuation<Bool, Never>?
         var interrupted = false
+        /// The wait in progress was cancelled before its continuation was registered.
+        var cancelPending = false
         var listenerClosedAt: ContinuousClock.Instant?
     }
     private let state = Locked(State())
@@ -28,12 +30,12 @@ final class DrainSignal: Sendable {
     /// A request ended (called by the engine thread after it was counted out).
     @inline(__always)
     func requestEnded() {
-        guard waiting.load(ordering: .relaxed), stats.inFlight == 0 else { return }
+        guard waiting.load(ordering: .sequentiallyConsistent), stats.inFlightNow == 0 else { return }
         resume(with: true)
     }
 
     /// Whether a drain is waiting for in-flight requests right now.
-    var isWaiting: Bool { waiting.load(ordering: .relaxed) }
+    var isWaiting: Bool { waiting.load(ordering: .sequentiallyConsistent) }
 
     /// Ends the wait in progress at once; with none in progress, the next wait ends at once.
     func interrupt() {
@@ -43,7 +45,7 @@ final class DrainSignal: Sendable {
                 return nil
             }
             state.waiter = nil
-            waiting.store(false, ordering: .relaxed)
+            waiting.store(false, ordering: .sequentiallyConsistent)
             return waiter
         }
         waiter?.resume(returning: false)
@@ -56,7 +58,10 @@ final class DrainSignal: Sendable {
     /// Waits until nothing is in flight (true), or `deadline` passes or the wait is
     /// interrupted or cancelled (false).
     func wait(until deadline: ContinuousClock.Instant) async -> Bool {
-        let settled = state.withLock { $0.listenerClosedAt ?? .now }.advanced(by: Self.settleTime)
+        let settled = state.withLock { state -> ContinuousClock.Instant in
+            state.cancelPending = false
+            return (state.listenerClosedAt ?? .now).advanced(by: Self.settleTime)
+        }
         if settled > .now { try? await Task.sleep(until: settled, clock: .continuous) }
         return await withTaskGroup(of: Bool.self) { group in
             group.addTask { await self.waitForZero() }
@@ -84,27 +89,42 @@ final class DrainSignal: Sendable {
                         state.interrupted = false
                         return false
                     }
+                    if state.cancelPending {
+                        state.cancelPending = false
+                        return false
+                    }
                     state.waiter = continuation
-                    waiting.store(true, ordering: .relaxed)
+                    waiting.store(true, ordering: .sequentiallyConsistent)
                     return nil
                 }
                 if let immediate {
                     continuation.resume(returning: immediate)
                     return
                 }
-                // Registered first, checked second: the last request either sees the waiter or
-                // ended before this check.
-                if stats.inFlight == 0 { resume(with: true) }
+                // Registered first, checked second (both sequentially consistent, like the
+                // request side's decrement and check): the last request either sees the waiter
+                // or ended before this check.
+                if stats.inFlightNow == 0 { resume(with: true) }
             }
         } onCancel: {
-            resume(with: false)
+            let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                guard let waiter = state.waiter else {
+                    // Not registered yet: the registration sees this and returns at once.
+                    state.cancelPending = true
+                    return nil
+                }
+                state.waiter = nil
+                waiting.store(false, ordering: .sequentiallyConsistent)
+                return waiter
+            }
+            waiter?.resume(returning: false)
         }
     }
 
     private func resume(with result: Bool) {
         let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             defer { state.waiter = nil }
-            if state.waiter != nil { waiting.store(false, ordering: .relaxed) }
+            if state.waiter != nil { waiting.store(false, ordering: .sequentiallyConsistent) }
             return state.waiter
         }
         waiter?.resume(returning: result)

@@ -138,6 +138,10 @@ final class Engine: @unchecked Sendable {
             mhds_start_daemon(flags, accessCallback, me, buffer.baseAddress)
         }
         guard let started else {
+            // Some of the engine's failure paths close the descriptor handed to it and some do
+            // not (a failed wake-up channel or epoll set): close it unless that number already
+            // means something else.
+            if Engine.isSameFile(engineFD, socket.fd) { _ = Glibc.close(engineFD) }
             releaseTLSMaterial()
             Unmanaged<Engine>.fromOpaque(me).release()
             let detail = lastEngineMessage.withLock { $0 } ?? "libmicrohttpd refused the configuration"
@@ -150,6 +154,13 @@ final class Engine: @unchecked Sendable {
             $0.engineFD = engineFD
         }
         supervisor.start()
+    }
+
+    /// Whether two descriptors are open on the same file (same device and inode).
+    static func isSameFile(_ first: Int32, _ second: Int32) -> Bool {
+        var a = stat(), b = stat()
+        guard fstat(first, &a) == 0, fstat(second, &b) == 0 else { return false }
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino
     }
 
     /// The flags every daemon uses: epoll on internal threads, suspend/resume for async

@@ -336,6 +336,7 @@ public final class ServerManager: Sendable {
                 // stop accepting together even when the group reaches a runtime-added server
                 // before the coordinator.
                 shuttingDown: { [weak self] in await self?.beginDrain() },
+                stopsAcceptingThroughManager: true,
                 stopped: { await lifecycle.onShutdown(context: context) })
             let http = HTTPServer(
                 config: server.config, responder: .router(router), logger: context.logger,

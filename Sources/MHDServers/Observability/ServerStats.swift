@@ -38,7 +38,9 @@ public final class ServerStats: Sendable {
 
     /// A request ended: answered with `status`, or aborted when `status` is 0.
     func ended(status: Int, nanoseconds: UInt64) {
-        inFlightCount.subtract(1, ordering: .relaxed)
+        // Sequentially consistent, like the drain's check (see DrainSignal): the request that
+        // ends last and a drain that starts waiting cannot both miss each other.
+        inFlightCount.subtract(1, ordering: .sequentiallyConsistent)
         guard status > 0 else {
             aborted.add(1, ordering: .relaxed)
             return
@@ -63,6 +65,9 @@ public final class ServerStats: Sendable {
 
     /// Requests being processed right now.
     public var inFlight: Int { inFlightCount.load(ordering: .relaxed) }
+
+    /// ``inFlight``, read in order with every other sequentially consistent operation.
+    var inFlightNow: Int { inFlightCount.load(ordering: .sequentiallyConsistent) }
 
     /// A consistent-enough copy of every counter.
     public func snapshot() -> Snapshot {

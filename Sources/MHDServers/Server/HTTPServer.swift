@@ -139,9 +139,13 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         } onCancelOrGracefulShutdown: {
             self.requestShutdown()
         }
-        // Cancelled rather than asked to shut down gracefully: stop at once, without a drain.
-        if Task.isCancelled { forceStop() }
-        await events.shuttingDown()
+        // Cancelled rather than asked to shut down gracefully: stop at once, without a drain
+        // (and without waiting for a manager's drain delay).
+        if Task.isCancelled {
+            forceStop()
+        } else {
+            await events.shuttingDown()
+        }
         await finishShutdown()
     }
 
@@ -240,9 +244,10 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         perform(state.withLock { $0.machine.forceStop() })
     }
 
-    /// Asks `run()` to go on to the drain: stops accepting now (idempotent).
+    /// Asks `run()` to go on to the drain; a standalone server stops accepting now (a managed one
+    /// when its manager says so, after the drain delay). Idempotent.
     func requestShutdown() {
-        stopAccepting()
+        if !events.stopsAcceptingThroughManager { stopAccepting() }
         let waiter = state.withLock { locals -> CheckedContinuation<Void, Never>? in
             guard locals.machine.requestShutdown() else { return nil }
             defer { locals.runWaiter = nil }
@@ -301,8 +306,15 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
             (locals.machine.stopped(), locals.listening.settle(.failure(CancellationError())))
         }
         waiters.resume()
-        guard case .stop(let engine, _) = stop else { return }
-        engine.stop()
-        await events.stopped()
+        switch stop {
+        case .none:
+            break
+        case .close(let socket):
+            // Bound but never started (stopped by its manager while being added).
+            socket.close()
+        case .stop(let engine, _):
+            engine.stop()
+            await events.stopped()
+        }
     }
 }

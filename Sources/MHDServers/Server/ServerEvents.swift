@@ -7,6 +7,9 @@ struct ServerEvents: Sendable {
     var started: @Sendable (BoundAddress) async -> Void
     /// The server's own graceful shutdown begins (before it drains).
     var shuttingDown: @Sendable () async -> Void = {}
+    /// A manager stops this server accepting (after its drain delay, with its shared deadline);
+    /// a standalone server stops accepting as soon as its shutdown is asked for.
+    var stopsAcceptingThroughManager = false
     var stopped: @Sendable () async -> Void
 
     static func logging(_ name: String, _ logger: Logger) -> ServerEvents {

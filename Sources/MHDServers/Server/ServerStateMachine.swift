@@ -281,6 +281,8 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         case none
         /// Stop the engine (closing every connection) and release the socket.
         case stop(Engine, Socket)
+        /// Bound but never started: release the socket.
+        case close(Socket)
     }
 
     /// The drain is over.
@@ -292,7 +294,11 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         case .idle:
             state = .stopped(failure: nil)
             return .none
-        case .bound, .stopped:
+        case .bound(let socket, _, _):
+            // A start that comes later finds it stopped and stops its engine again.
+            state = .stopped(failure: nil)
+            return .close(socket)
+        case .stopped:
             return .none
         }
     }
