@@ -325,26 +325,75 @@ struct ManagerTests {
         #expect(try await stuck.value.status == 503)
     }
 
-    @Test func otherServicesShareTheLifetime() async throws {
-        struct Job: Service {
-            let log: Recorder
-            func run() async throws {
-                log.record("job:running")
-                try? await gracefulShutdown()
-                log.record("job:stopped")
-            }
+    struct Job: Service {
+        let log: Recorder
+        func run() async throws {
+            log.record("job:running")
+            try? await gracefulShutdown()
+            log.record("job:stopped")
         }
+    }
+
+    @Test func sideServicesAreAskedToStopWhenTheDrainStarts() async throws {
+        let recorder = Recorder()
+        let web = RecordingAPI(recorder: recorder, hold: Gate())
+        let manager = ServerManager(logger: quietLogger)
+        let servers = [Server(config: ServerConfig(name: "web", port: 0), lifecycle: web)]
+        let run = Task { try await manager.runAll(servers, alongside: [Job(log: recorder)], signals: []) }
+        let port = try #require(try await manager.waitUntilStarted()[0].address?.port)
+        try await waitUntil("the job to run") { recorder.all.contains("job:running") }
+        let slow = Task { try await request(port, "GET", "/slow") }
+        try await web.slowStarted.wait(for: 1, "the slow request to start")
+        await manager.shutdown()
+        // While the HTTP request is still in flight, the side service has been asked to stop.
+        try await waitUntil("the job to stop during the drain") { recorder.all.contains("job:stopped") }
+        #expect(!recorder.all.contains("web:shutdown"))
+        web.hold?.open()
+        #expect(try await slow.value.status == 200)
+        try await run.value
+    }
+
+    @Test func sideServicesCanStopAfterTheServers() async throws {
         let recorder = Recorder()
         let manager = ServerManager(logger: quietLogger)
         let servers = [Server(config: ServerConfig(name: "web", port: 0), lifecycle: RecordingAPI(recorder: recorder))]
-        try await withManager(manager, servers, alongside: [Job(log: recorder)]) { _ in
+        try await withManager(manager, servers, alongside: [SideService(Job(log: recorder), stops: .afterTheServers)]) { _ in
             try await waitUntil("the job to run") { recorder.all.contains("job:running") }
         }
         let events = recorder.all
-        // HTTP servers drain before the services they may depend on stop.
+        // Servers drain before the services they depend on stop.
         let web = try #require(events.firstIndex(of: "web:shutdown"))
         let job = try #require(events.firstIndex(of: "job:stopped"))
         #expect(web < job)
+    }
+
+    /// A side service with a call that outlasts the deadline (a long gRPC call, say).
+    struct LongCall: Service {
+        let cancelled: Gate
+        func run() async throws {
+            try? await gracefulShutdown()
+            // Shutting down, it still waits for its long call to end.
+            do { try await Gate().wait() } catch { cancelled.open() }
+        }
+    }
+
+    @Test(arguments: [SideService.StopOrder.withTheDrain, .afterTheServers])
+    func sideServicesAreCancelledAtTheOneDeadline(_ order: SideService.StopOrder) async throws {
+        let cancelled = Gate()
+        let manager = ServerManager(logger: quietLogger, shutdownTimeout: .seconds(1))
+        let servers = [Server(config: ServerConfig(name: "web", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))]
+        let run = Task {
+            try await manager.runAll(servers, alongside: [SideService(LongCall(cancelled: cancelled), stops: order)], signals: [])
+        }
+        _ = try await manager.waitUntilStarted()
+        let start = ContinuousClock.now
+        await manager.shutdown()
+        try await run.value
+        let elapsed = ContinuousClock.now - start
+        // Not before the deadline, and within a second of it.
+        #expect(elapsed >= .milliseconds(950))
+        #expect(elapsed < .seconds(2))
+        #expect(cancelled.isOpen)
     }
 }
 

@@ -152,6 +152,36 @@ struct ProcessSignalTests {
         let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(report.isEmpty, "\(report)")
     }
+
+    /// A second SIGTERM cancels a side service that is still finishing a long call, at once.
+    @Test func secondSignalCancelsSideServices() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let manager = ServerManager(logger: quietLogger, shutdownTimeout: .seconds(30))
+            let cancelled = Gate()
+            let run = Task {
+                try await manager.runAll(
+                    [Server(config: ServerConfig(name: "s", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))],
+                    alongside: [ManagerTests.LongCall(cancelled: cancelled)], signals: [.sigterm])
+            }
+            do {
+                _ = try await manager.waitUntilStarted()
+                kill(getpid(), SIGTERM)
+                let start = ContinuousClock.now
+                // The drain has begun (nothing in flight: the servers are done at once), while the
+                // side service waits for its call.
+                usleep(200_000)
+                kill(getpid(), SIGTERM)
+                try await run.value
+                let took = ContinuousClock.now - start
+                if took > .seconds(3) { FileDescriptorTests.report("side service: the second signal took \(took)") }
+                if !cancelled.isOpen { FileDescriptorTests.report("side service: not cancelled") }
+            } catch {
+                FileDescriptorTests.report("side service: \(error)")
+            }
+        }
+        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(report.isEmpty, "\(report)")
+    }
 }
 
 /// A log handler that runs `action` when a message starts with `prefix`.

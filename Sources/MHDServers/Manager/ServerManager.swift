@@ -62,6 +62,10 @@ public final class ServerManager: Sendable {
         var started = Waiters<Void>()
         /// The drain delay in progress; a forced stop cancels it.
         var drainDelay: Task<Void, Never>?
+        /// Services that live beside the servers.
+        var sideServices: [SideServiceRunner] = []
+        /// The one deadline of the shutdown, once the drain has begun.
+        var drainDeadline: ContinuousClock.Instant?
     }
 
     struct Managed: Sendable {
@@ -162,10 +166,21 @@ public final class ServerManager: Sendable {
             if let address = entry.server.address { await entry.lifecycle.onStarted(address, context: entry.context) }
         }
 
-        var configurations = services.map {
+        let runners = services.map { service in
+            SideServiceRunner(service, logger: logger) { [weak self] in
+                let fallback = ContinuousClock.now.advanced(by: self?.shutdownTimeout ?? .zero)
+                return self?.state.withLock { $0.drainDeadline } ?? fallback
+            }
+        }
+        state.withLock { $0.sideServices = runners }
+        // The group stops services in reverse order: the coordinator first (it starts the drain,
+        // which also asks the side services that stop with it), then the servers, then the side
+        // services that stop after them.
+        let ordered = runners.filter { $0.stopOrder == .afterTheServers } + runners.filter { $0.stopOrder == .withTheDrain }
+        var configurations = ordered.map {
             ServiceGroupConfiguration.ServiceConfiguration(
                 service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
-                failureTerminationBehavior: .gracefullyShutdownGroup)
+                failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: $0.name)
         }
         configurations += managed.map(Self.configuration)
         configurations.append(.init(service: ShutdownCoordinator(manager: self), successTerminationBehavior: .ignore))
@@ -428,14 +443,22 @@ public final class ServerManager: Sendable {
         logger.info("shutting down: no new connections; draining in-flight requests", metadata: [
             "servers": "\(servers.count)", "deadline": "\(shutdownTimeout)",
         ])
-        for entry in state.withLock({ $0.servers }) { entry.server.stopAccepting(deadline: deadline) }
+        let (current, runners) = state.withLock { locals in
+            locals.drainDeadline = deadline
+            return (locals.servers, locals.sideServices)
+        }
+        for entry in current { entry.server.stopAccepting(deadline: deadline) }
+        // Side services that stop with the drain are asked now, by the same deadline.
+        for runner in runners where runner.stopOrder == .withTheDrain { await runner.shutDown(by: deadline) }
     }
 
-    /// Ends the drain (and the drain delay) at once for every server.
+    /// Ends the drain (and the drain delay) at once for every server, and cancels every side
+    /// service.
     private func forceStopServers() {
-        let (servers, delay) = state.withLock { ($0.servers, $0.drainDelay) }
+        let (servers, delay, runners) = state.withLock { ($0.servers, $0.drainDelay, $0.sideServices) }
         delay?.cancel()
         for entry in servers { entry.server.forceStop() }
+        for runner in runners { runner.cancel() }
     }
 
     private func finishRun() async {

@@ -1,0 +1,130 @@
+import Logging
+import ServiceLifecycle
+
+/// A service that shares a ``ServerManager``'s lifetime beside its HTTP servers (a gRPC server,
+/// a queue consumer), and when it is told to stop.
+///
+/// Any `Service` passed to ``ServerManager/runAll(_:alongside:signals:)`` is a side service
+/// that stops with the drain: it is asked to shut down gracefully the moment the HTTP servers
+/// stop accepting, and cancelled if it is still running at the manager's one deadline (the drain
+/// delay plus ``ServerManager/shutdownTimeout``), or at once on a second signal. Wrap it to have
+/// it asked only after the HTTP servers have stopped (for a service they depend on), still
+/// within the same deadline.
+///
+/// ```swift
+/// try await manager.runAll(servers, alongside: [grpcServer, SideService(database, stops: .afterTheServers)])
+/// ```
+public struct SideService: Service {
+    /// When the service is asked to shut down.
+    public enum StopOrder: Sendable {
+        /// When the HTTP servers stop accepting (the default for any service).
+        case withTheDrain
+        /// After every HTTP server has stopped.
+        case afterTheServers
+    }
+
+    /// The service.
+    public let service: any Service
+    /// When it is asked to shut down.
+    public let stopOrder: StopOrder
+
+    /// Wraps `service`.
+    ///
+    /// ```swift
+    /// let database = SideService(DatabasePool(), stops: .afterTheServers)
+    /// ```
+    public init(_ service: any Service, stops: StopOrder = .withTheDrain) {
+        self.service = service
+        self.stopOrder = stops
+    }
+
+    /// Runs the service (as a manager does it; there is nothing to do when run directly).
+    public func run() async throws { try await service.run() }
+}
+
+/// Runs one side service for a manager, in a service group of its own so that the manager can
+/// ask it to shut down when it decides, and cancel it at the deadline or on a forced stop.
+final class SideServiceRunner: Service, Sendable {
+    let service: any Service
+    let stopOrder: SideService.StopOrder
+    let name: String
+    private let group: ServiceGroup
+    /// The manager's one deadline, once its drain has begun (or a default from now).
+    private let deadline: @Sendable () -> ContinuousClock.Instant
+    private let state = Locked(Locals())
+
+    private struct Locals {
+        var task: Task<Void, any Error>?
+        var deadlineTimer: Task<Void, Never>?
+        var cancelled = false
+        /// The manager asked it to stop (drain, deadline or forced stop).
+        var stopping = false
+    }
+
+    init(_ service: any Service, logger: Logger, deadline: @escaping @Sendable () -> ContinuousClock.Instant) {
+        self.deadline = deadline
+        if let side = service as? SideService {
+            self.service = side.service
+            self.stopOrder = side.stopOrder
+        } else {
+            self.service = service
+            self.stopOrder = .withTheDrain
+        }
+        name = "\(type(of: self.service))"
+        group = ServiceGroup(services: [self.service], logger: logger)
+    }
+
+    func run() async throws {
+        let task = state.withLock { locals -> Task<Void, any Error> in
+            let task = Task { [group] in try await group.run() }
+            locals.task = task
+            if locals.cancelled { task.cancel() }
+            return task
+        }
+        defer { state.withLock { $0.deadlineTimer }?.cancel() }
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                do {
+                    try await task.value
+                } catch {
+                    // Cancelled by the manager (deadline, forced stop): that is how it ends.
+                    if !state.withLock({ $0.cancelled }) { throw error }
+                }
+                // Stopped ahead of its turn because the manager asked: the manager's group must
+                // not take that for an unexpected end, so wait for the group to reach it.
+                if state.withLock({ $0.stopping }) && !Task.isCancelled { try? await gracefulShutdown() }
+            } onGracefulShutdown: {
+                // The manager's group reached this service: ask it to stop, if not asked yet,
+                // by the manager's one deadline.
+                Task { await self.shutDown(by: self.deadline()) }
+            }
+        } onCancel: {
+            task.cancel()
+        }
+    }
+
+    /// Asks the service to shut down gracefully, and cancels it if it still runs at `deadline`.
+    func shutDown(by deadline: ContinuousClock.Instant) async {
+        let timer = Task { [weak self] in
+            do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return }
+            self?.cancel()
+        }
+        let previous = state.withLock { locals -> Task<Void, Never>? in
+            locals.stopping = true
+            defer { locals.deadlineTimer = locals.deadlineTimer ?? timer }
+            return locals.deadlineTimer
+        }
+        if previous != nil { timer.cancel() }
+        await group.triggerGracefulShutdown()
+    }
+
+    /// Cancels the service now (forced stop, or the deadline).
+    func cancel() {
+        let task = state.withLock { locals -> Task<Void, any Error>? in
+            locals.cancelled = true
+            locals.stopping = true
+            return locals.task
+        }
+        task?.cancel()
+    }
+}
