@@ -101,8 +101,9 @@ public final class ServerManager: Sendable {
     ///
     /// - Parameters:
     ///   - servers: the HTTP servers, bound in this order.
-    ///   - services: other services that live and stop with the servers (they stop after the
-    ///     HTTP servers have drained).
+    ///   - services: other services that live and stop with the servers: asked to shut down
+    ///     when the servers stop accepting (or after them, see ``SideService``), cancelled at the
+    ///     same drain deadline or on a second signal.
     ///   - signals: the signals that start a graceful shutdown (a second one stops at once);
     ///     trapped before anything binds. Pass `[]` when embedding or testing and call
     ///     ``shutdown()`` instead.

@@ -12,7 +12,13 @@ import ServiceLifecycle
 /// within the same deadline.
 ///
 /// ```swift
-/// try await manager.runAll(servers, alongside: [grpcServer, SideService(database, stops: .afterTheServers)])
+/// struct QueueConsumer: Service {
+///     func run() async throws { try? await gracefulShutdown() }   // consume until asked to stop
+/// }
+/// struct AuditLog: Service {
+///     func run() async throws { try? await gracefulShutdown() }   // flush, then return
+/// }
+/// try await manager.runAll(servers, alongside: [QueueConsumer(), SideService(AuditLog(), stops: .afterTheServers)])
 /// ```
 public struct SideService: Service {
     /// When the service is asked to shut down.
@@ -31,7 +37,7 @@ public struct SideService: Service {
     /// Wraps `service`.
     ///
     /// ```swift
-    /// let database = SideService(DatabasePool(), stops: .afterTheServers)
+    /// let auditLog = SideService(jobRunner, stops: .afterTheServers)
     /// ```
     public init(_ service: any Service, stops: StopOrder = .withTheDrain) {
         self.service = service
