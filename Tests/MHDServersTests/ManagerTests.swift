@@ -377,6 +377,59 @@ struct ManagerTests {
         }
     }
 
+    /// A side service that becomes ready when the test says so (or fails to).
+    struct SlowStarter: Service, ReadinessReporting {
+        let ready: Gate
+        var failure: (any Error & Sendable)?
+        func run() async throws { try? await gracefulShutdown() }
+        func waitUntilReady() async throws {
+            try await ready.wait()
+            if let failure { throw failure }
+        }
+    }
+
+    @Test func sideServiceReadinessHoldsTheStart() async throws {
+        let recorder = Recorder()
+        let ready = Gate()
+        let manager = ServerManager(logger: quietLogger)
+        let servers = [
+            Server(config: ServerConfig(name: "web", port: 0, health: .init()), lifecycle: RecordingAPI(recorder: recorder))
+        ]
+        let run = Task { try await manager.runAll(servers, alongside: [SlowStarter(ready: ready)], signals: []) }
+        let started = Gate()
+        let waiter = Task {
+            _ = try await manager.waitUntilStarted()
+            started.open()
+        }
+        try await waitUntil("the server to listen") { manager.servers.first?.address != nil }
+        let port = try #require(manager.servers.first?.address?.port)
+        // Serving, but not ready: the side service is not.
+        #expect(try await request(port, "GET", "/readyz").status == 503)
+        #expect(try await request(port, "GET", "/name").text == "web")
+        #expect(!started.isOpen)
+        #expect(!recorder.all.contains("web:started"))
+        ready.open()
+        try await started.wait("the manager to report its start")
+        #expect(recorder.all.contains("web:started"))
+        #expect(try await request(port, "GET", "/readyz").status == 200)
+        await manager.shutdown()
+        try await run.value
+        try await waiter.value
+    }
+
+    @Test func sideServiceThatCannotBecomeReadyFailsTheStart() async throws {
+        struct NoBroker: Error {}
+        let ready = Gate()
+        ready.open()
+        let manager = ServerManager(logger: quietLogger)
+        let servers = [Server(config: ServerConfig(name: "web", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))]
+        await #expect(throws: NoBroker.self) {
+            try await manager.runAll(servers, alongside: [SlowStarter(ready: ready, failure: NoBroker())], signals: [])
+        }
+        await #expect(throws: (any Error).self) { _ = try await manager.waitUntilStarted() }
+        #expect(manager.servers.allSatisfy { $0.address == nil })
+    }
+
     @Test(arguments: [SideService.StopOrder.withTheDrain, .afterTheServers])
     func sideServicesAreCancelledAtTheOneDeadline(_ order: SideService.StopOrder) async throws {
         let cancelled = Gate()
@@ -388,7 +441,13 @@ struct ManagerTests {
         _ = try await manager.waitUntilStarted()
         let start = ContinuousClock.now
         await manager.shutdown()
-        try await run.value
+        // Bounded: a side service that is never cancelled would keep runAll forever.
+        let returned = Gate()
+        Task {
+            _ = try? await run.value
+            returned.open()
+        }
+        try await returned.wait("runAll to return", timeout: .seconds(10))
         let elapsed = ContinuousClock.now - start
         // Not before the deadline, and within a second of it.
         #expect(elapsed >= .milliseconds(950))

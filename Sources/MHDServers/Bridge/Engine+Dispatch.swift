@@ -24,7 +24,7 @@ extension Engine {
         if let health = config.health {
             if request.path == health.livenessPath { return queue(Engine.aliveProbe, on: context) }
             if request.path == health.readinessPath {
-                return queue(readinessWithdrawn.load(ordering: .relaxed) ? Engine.drainingProbe : Engine.readyProbe, on: context)
+                return queue(isReady ? Engine.readyProbe : Engine.drainingProbe, on: context)
             }
         }
         if let router {

@@ -58,6 +58,9 @@ final class Engine: @unchecked Sendable {
     let closesConnections = Atomic<Bool>(false)
     /// Set when a shutdown starts: the readiness probe answers 503 from then on.
     let readinessWithdrawn = Atomic<Bool>(false)
+    /// Set while the manager waits for side services to become ready: the readiness probe
+    /// answers 503 until then.
+    let readinessPending = Atomic<Bool>(false)
     let suspended = SuspendedConnections()
     let drainSignal: DrainSignal
     let supervisor: Supervisor
@@ -191,6 +194,9 @@ final class Engine: @unchecked Sendable {
 
     /// The readiness probe answers 503 from now on; the server still accepts.
     func withdrawReadiness() { readinessWithdrawn.store(true, ordering: .relaxed) }
+
+    /// Whether the readiness probe answers 503.
+    var isReady: Bool { !readinessWithdrawn.load(ordering: .relaxed) && !readinessPending.load(ordering: .relaxed) }
 
     /// Waits until no request is in flight (true) or `deadline` passes or the drain is
     /// interrupted (false). Woken by the request that ends last; see ``DrainSignal``.

@@ -66,6 +66,8 @@ public final class ServerManager: Sendable {
         var sideServices: [SideServiceRunner] = []
         /// The one deadline of the shutdown, once the drain has begun.
         var drainDeadline: ContinuousClock.Instant?
+        /// Waiting for side services to become ready; a shutdown ends the wait.
+        var readinessWait: Task<Void, any Error>?
     }
 
     struct Managed: Sendable {
@@ -163,10 +165,6 @@ public final class ServerManager: Sendable {
             await finishRun()
             throw error
         }
-        for entry in managed {
-            if let address = entry.server.address { await entry.lifecycle.onStarted(address, context: entry.context) }
-        }
-
         let runners = services.map { service in
             SideServiceRunner(service, logger: logger) { [weak self] in
                 let fallback = ContinuousClock.now.advanced(by: self?.shutdownTimeout ?? .zero)
@@ -188,25 +186,71 @@ public final class ServerManager: Sendable {
         // Signals are this manager's (trapped above), not the group's.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: configurations, logger: logger))
 
-        let (action, waiters) = state.withLock { locals in
-            (locals.machine.started(group), locals.started.settle(.success(())))
-        }
-        waiters.resume()
-        switch action {
-        case .run:
-            break
-        case .runAndShutDown(let group, let forced):
-            logger.info("shutdown requested during start-up; shutting down")
-            if forced { forceStopServers() }
-            await group.triggerGracefulShutdown()
-        }
+        let action = state.withLock { $0.machine.started(group) }
+        var failure: (any Error)?
         do {
-            try await group.run()
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                switch action {
+                case .run:
+                    failure = await reportStarted(managed, waitingFor: runners, group: group)
+                case .runAndShutDown(let group, let forced):
+                    // The servers did start: their hooks say so, then they stop at once.
+                    for entry in managed {
+                        if let address = entry.server.address {
+                            await entry.lifecycle.onStarted(address, context: entry.context)
+                        }
+                    }
+                    logger.info("shutdown requested during start-up; shutting down")
+                    if forced { forceStopServers() }
+                    await group.triggerGracefulShutdown()
+                }
+                try await tasks.next()
+            }
         } catch {
             await finishRun()
             throw error
         }
         await finishRun()
+        if let failure { throw failure }
+    }
+
+    /// Waits until the side services that say when they are ready are (the servers' readiness
+    /// probes answer 503 meanwhile), then runs the `onStarted` hooks and wakes
+    /// ``waitUntilStarted()``. A side service that cannot become ready ends the start: its error
+    /// is returned and the group shut down. A shutdown that begins meanwhile ends the wait.
+    private func reportStarted(
+        _ managed: [Managed], waitingFor runners: [SideServiceRunner], group: ServiceGroup
+    ) async -> (any Error)? {
+        let reporting = runners.compactMap(\.readiness)
+        if !reporting.isEmpty {
+            for entry in managed { entry.server.holdReadiness(true) }
+            let wait = Task {
+                try await withThrowingTaskGroup(of: Void.self) { waits in
+                    for service in reporting { waits.addTask { try await service.waitUntilReady() } }
+                    try await waits.waitForAll()
+                }
+            }
+            let cancelled = state.withLock { locals -> Bool in
+                locals.readinessWait = wait
+                return locals.machine.isShuttingDownOrFinished
+            }
+            if cancelled { wait.cancel() }
+            do {
+                try await wait.value
+            } catch {
+                if state.withLock({ $0.machine.isShuttingDownOrFinished }) { return nil }
+                logger.error("a side service could not become ready: \(error)")
+                await shutdown()
+                return error
+            }
+            for entry in managed { entry.server.holdReadiness(false) }
+        }
+        for entry in managed {
+            if let address = entry.server.address { await entry.lifecycle.onStarted(address, context: entry.context) }
+        }
+        state.withLock { $0.started.settle(.success(())) }.resume()
+        return nil
     }
 
     /// Starts a server while the manager runs (it stops with the others). Its port is chosen
@@ -428,7 +472,10 @@ public final class ServerManager: Sendable {
     }
 
     private func performDrain() async {
-        let (servers, forced) = state.withLock { ($0.servers, $0.machine.drainBegan()) }
+        let (servers, forced, readinessWait) = state.withLock {
+            ($0.servers, $0.machine.drainBegan(), $0.readinessWait)
+        }
+        readinessWait?.cancel()
         for entry in servers { entry.server.withdrawReadiness() }
         if drainDelay > .zero && !forced {
             logger.info("shutting down: not ready; still accepting for \(drainDelay)")

@@ -48,6 +48,27 @@ public struct SideService: Service {
     public func run() async throws { try await service.run() }
 }
 
+/// A side service that can say when it is ready (its port bound, its first connection made):
+/// the manager's start — ``ServerManager/waitUntilStarted()``, the ``ServerLifecycle/onStarted(_:context:)``
+/// hooks — waits for it, and the servers' readiness probes answer 503 until then.
+///
+/// ```swift
+/// struct Consumer: Service, ReadinessReporting {
+///     let connected = AsyncStream<Void>.makeStream()
+///     func run() async throws {
+///         connected.continuation.yield()   // connected to the broker
+///         try? await gracefulShutdown()
+///     }
+///     func waitUntilReady() async throws {
+///         for await _ in connected.stream { return }
+///     }
+/// }
+/// ```
+public protocol ReadinessReporting: Service {
+    /// Returns once the service is ready; throws if it cannot become ready (the start fails).
+    func waitUntilReady() async throws
+}
+
 /// Runs one side service for a manager, in a service group of its own so that the manager can
 /// ask it to shut down when it decides, and cancel it at the deadline or on a forced stop.
 final class SideServiceRunner: Service, Sendable {
@@ -66,6 +87,9 @@ final class SideServiceRunner: Service, Sendable {
         /// The manager asked it to stop (drain, deadline or forced stop).
         var stopping = false
     }
+
+    /// What to wait for before the manager reports its start, if the service says.
+    var readiness: (any ReadinessReporting)? { service as? any ReadinessReporting }
 
     init(_ service: any Service, logger: Logger, deadline: @escaping @Sendable () -> ContinuousClock.Instant) {
         self.deadline = deadline

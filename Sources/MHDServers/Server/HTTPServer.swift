@@ -238,6 +238,12 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         perform(state.withLock { $0.machine.withdrawReadiness() })
     }
 
+    /// Makes the readiness probe answer 503 (`pending`) or not until the manager's side services
+    /// are ready. Only a running server has a probe to hold.
+    func holdReadiness(_ pending: Bool) {
+        state.withLock { $0.machine.engine }?.readinessPending.store(pending, ordering: .relaxed)
+    }
+
     /// Ends any drain at once: in-flight handlers are cancelled when the server stops. Used on
     /// a second signal (the server still stops in its turn), on cancellation and for rollback.
     func forceStop() {
