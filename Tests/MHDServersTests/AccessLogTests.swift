@@ -28,7 +28,7 @@ final class CapturedLogs: Sendable {
     }
 }
 
-@Suite("Access log")
+@Suite("Access log", .timeLimit(.minutes(2)))
 struct AccessLogTests {
     static func router() -> Router {
         var router = Router()

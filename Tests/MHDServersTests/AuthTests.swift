@@ -1,7 +1,7 @@
 @testable import MHDServers
 import Testing
 
-@Suite("Bearer token and interceptors")
+@Suite("Bearer token and interceptors", .timeLimit(.minutes(2)))
 struct AuthTests {
     static func router() -> Router {
         var router = Router()

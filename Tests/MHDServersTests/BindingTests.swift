@@ -1,7 +1,7 @@
 import MHDServers
 import Testing
 
-@Suite("Binding and port fallback")
+@Suite("Binding and port fallback", .timeLimit(.minutes(2)))
 struct BindingTests {
     static func router() -> Router {
         var router = Router()

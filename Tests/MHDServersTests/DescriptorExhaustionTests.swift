@@ -4,7 +4,7 @@ import Testing
 
 /// Out of file descriptors: a server that cannot accept must back off, not spin. Run in a
 /// process of its own (an exit test) under a low `RLIMIT_NOFILE`.
-@Suite("Descriptor exhaustion")
+@Suite("Descriptor exhaustion", .timeLimit(.minutes(2)))
 struct DescriptorExhaustionTests {
     /// CPU seconds (user + system) this process has used.
     static func cpuSeconds() -> Double {

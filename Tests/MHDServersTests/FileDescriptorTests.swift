@@ -11,7 +11,7 @@ import Testing
 /// `exit` would add bytes of the test framework's own to standard error); the parent fails on
 /// any report (an exit test's output is only available when its exit status matched), and on
 /// any other exit (a crash, or death by a signal).
-@Suite("File descriptors")
+@Suite("File descriptors", .timeLimit(.minutes(2)))
 struct FileDescriptorTests {
     /// Entries of /proc/self/fd (the directory's own descriptor excluded).
     static func openDescriptors() -> Int {

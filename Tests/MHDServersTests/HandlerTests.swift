@@ -10,7 +10,7 @@ struct Greeting: Codable, Equatable {
 
 struct Boom: Error {}
 
-@Suite("Handlers, bodies and errors")
+@Suite("Handlers, bodies and errors", .timeLimit(.minutes(2)))
 struct HandlerTests {
     static func router() -> Router {
         var router = Router()
@@ -221,7 +221,7 @@ struct HandlerTests {
     }
 }
 
-@Suite("Answers the engine makes by itself")
+@Suite("Answers the engine makes by itself", .timeLimit(.minutes(2)))
 struct EngineAnswerTests {
     /// libmicrohttpd answers some requests before the layer's handlers run (a malformed length, headers
     /// over the connection memory); they are counted by their status, not as aborted.
@@ -248,7 +248,7 @@ struct EngineAnswerTests {
     }
 }
 
-@Suite("Async handlers that finish without suspending")
+@Suite("Async handlers that finish without suspending", .timeLimit(.minutes(2)))
 struct InlineAsyncTests {
     actor Store {
         var count = 0

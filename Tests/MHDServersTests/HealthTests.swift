@@ -1,7 +1,7 @@
 import MHDServers
 import Testing
 
-@Suite("Health and readiness")
+@Suite("Health and readiness", .timeLimit(.minutes(2)))
 struct HealthTests {
     static func server(name: String = "h") -> Server {
         Server(config: ServerConfig(name: name, port: 0, health: .init()), lifecycle: RecordingAPI(recorder: Recorder()))

@@ -3,7 +3,7 @@ import MHDServers
 import Testing
 
 /// Raw-socket abuse. After every case the server must still answer a normal request.
-@Suite("Hostile clients")
+@Suite("Hostile clients", .timeLimit(.minutes(2)))
 struct HostileClientTests {
     static func router() -> Router {
         var router = Router()

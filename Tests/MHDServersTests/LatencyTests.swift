@@ -3,7 +3,7 @@ import Testing
 
 /// Quantiles come from a log-linear distribution: close to the real value, never above the
 /// maximum (the coarse metric buckets alone gave p50 0.5 ms with a maximum of 0.07 ms).
-@Suite("Latency quantiles")
+@Suite("Latency quantiles", .timeLimit(.minutes(2)))
 struct LatencyTests {
     @Test func quantilesAreCloseAndNeverAboveTheMaximum() {
         let stats = ServerStats()

@@ -66,7 +66,7 @@ func withManager<T: Sendable>(
     }
 }
 
-@Suite("ServerManager")
+@Suite("ServerManager", .timeLimit(.minutes(2)))
 struct ManagerTests {
     @Test func startsEveryServerAndStopsThemTogether() async throws {
         let recorder = Recorder()
@@ -456,7 +456,7 @@ struct ManagerTests {
     }
 }
 
-@Suite("ServerManager edge cases")
+@Suite("ServerManager edge cases", .timeLimit(.minutes(2)))
 struct ManagerEdgeTests {
     @Test func secondRunAllDoesNotDisturbTheRunningManager() async throws {
         let manager = ServerManager(logger: quietLogger)

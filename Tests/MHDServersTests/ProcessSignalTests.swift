@@ -6,7 +6,7 @@ import Testing
 /// SIGTERM at every point of start-up, in a process of its own (an exit test): a manager owns
 /// the signals from the first instant of `runAll`, so the process always exits normally, with
 /// exactly one shutdown, never through the signal's default disposition.
-@Suite("Signals during start-up")
+@Suite("Signals during start-up", .timeLimit(.minutes(2)))
 struct ProcessSignalTests {
     /// Where in start-up the process sends itself SIGTERM.
     enum Point: String, CaseIterable, Codable, Sendable {

@@ -3,7 +3,7 @@ import Testing
 
 /// The query string is parsed in Swift (the engine's own parser stores every parameter in the
 /// connection's fixed memory pool), with the engine's rules.
-@Suite("Query string parsing")
+@Suite("Query string parsing", .timeLimit(.minutes(2)))
 struct QueryParsingTests {
     static func pairs(_ raw: String) -> [String] {
         QueryParameters(parsing: Array(raw.utf8)).map { "\($0.0)=\($0.1)" }

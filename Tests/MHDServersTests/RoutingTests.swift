@@ -2,7 +2,7 @@ import Foundation
 import MHDServers
 import Testing
 
-@Suite("Routing over real HTTP")
+@Suite("Routing over real HTTP", .timeLimit(.minutes(2)))
 struct RoutingTests {
     static func router() -> Router {
         var router = Router()

@@ -3,7 +3,7 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-@Suite("Graceful shutdown of one server")
+@Suite("Graceful shutdown of one server", .timeLimit(.minutes(2)))
 struct ShutdownTests {
     /// A router whose `/held` handler starts, then waits for `release` (throwing if cancelled).
     static func heldRouter(started: Gate, release: Gate, cancelled: Gate = Gate()) -> Router {

@@ -3,7 +3,7 @@ import Testing
 
 /// The lifecycle and request state machines, every ordering that was a bug before, with no
 /// socket and no process: the machines are plain values.
-@Suite("State machines")
+@Suite("State machines", .timeLimit(.minutes(2)))
 struct StateMachineTests {
     typealias Server = ServerStateMachine<String, Int>
     static let address = BoundAddress(host: "127.0.0.1", port: 8080)

@@ -7,7 +7,7 @@ import Testing
 /// Thousands of clients that hang up in every phase of a request, and requests the engine
 /// cannot hold. Afterwards nothing may be in flight, no request context may be alive, and a
 /// graceful shutdown (with a long drain deadline) must not wait for anything.
-@Suite("Request accounting under a storm of hostile clients")
+@Suite("Request accounting under a storm of hostile clients", .timeLimit(.minutes(2)))
 struct StormTests {
     static func router(release: Gate) -> Router {
         var router = Router()

@@ -3,7 +3,7 @@ import MHDServers
 import Testing
 
 /// HTTPS with a certificate generated for the test (openssl) and checked by curl.
-@Suite("TLS")
+@Suite("TLS", .timeLimit(.minutes(2)))
 struct TLSTests {
     /// Runs a command and returns its exit status and standard output.
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
