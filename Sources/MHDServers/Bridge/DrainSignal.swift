@@ -38,10 +38,14 @@ final class DrainSignal: Sendable {
     var isWaiting: Bool { waiting.load(ordering: .sequentiallyConsistent) }
 
     /// Ends the wait in progress at once; with none in progress, the next wait ends at once.
-    func interrupt() {
+    func interrupt() { endWait(orRemember: \.interrupted) }
+
+    /// Ends the registered wait with `false`; with none registered yet, sets `flag`, which the
+    /// next registration sees and returns at once.
+    private func endWait(orRemember flag: WritableKeyPath<State, Bool>) {
         let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             guard let waiter = state.waiter else {
-                state.interrupted = true
+                state[keyPath: flag] = true
                 return nil
             }
             state.waiter = nil
@@ -107,17 +111,7 @@ final class DrainSignal: Sendable {
                 if stats.inFlightNow == 0 { resume(with: true) }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-                guard let waiter = state.waiter else {
-                    // Not registered yet: the registration sees this and returns at once.
-                    state.cancelPending = true
-                    return nil
-                }
-                state.waiter = nil
-                waiting.store(false, ordering: .sequentiallyConsistent)
-                return waiter
-            }
-            waiter?.resume(returning: false)
+            endWait(orRemember: \.cancelPending)
         }
     }
 
