@@ -36,6 +36,14 @@ struct DescriptorExhaustionTests {
                 lifecycle: RecordingAPI(recorder: Recorder())),
         ]
         return try await withManager(manager, servers) { started async throws -> [String] in
+            // Warm up what the runtime opens lazily (Dispatch's timer descriptors for both
+            // clocks, worker threads): with no descriptor left it could not, and would trap.
+            try await Task.sleep(until: .now + .milliseconds(1), clock: .continuous)
+            try await Task.sleep(until: .now + .milliseconds(1), clock: .suspending)
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 { group.addTask { try? await Task.sleep(for: .milliseconds(5)) } }
+            }
+            _ = try await offPool { 0 }
             // Nothing here may talk to the test framework (no #expect, no #require): while the
             // descriptors are used up it could not record the event.
             guard let publicPort = started[0].address?.port, let adminPort = started[1].address?.port else {
