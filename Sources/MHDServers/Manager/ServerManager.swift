@@ -151,6 +151,17 @@ public final class ServerManager: Sendable {
             await finishRun()
             throw error
         }
+        let runners = services.map { service in
+            SideServiceRunner(service, logger: logger) { [weak self] in
+                let fallback = ContinuousClock.now.advanced(by: self?.shutdownTimeout ?? .zero)
+                return self?.state.withLock { $0.drainDeadline } ?? fallback
+            }
+        }
+        state.withLock { $0.sideServices = runners }
+        // With side services that say when they are ready, the servers' readiness probes answer
+        // 503 from their first request until then.
+        let holdsReadiness = runners.contains { $0.readiness != nil }
+        if holdsReadiness { for entry in managed { entry.server.holdReadiness(true) } }
         do {
             for entry in managed { try entry.server.start() }
         } catch {
@@ -165,13 +176,6 @@ public final class ServerManager: Sendable {
             await finishRun()
             throw error
         }
-        let runners = services.map { service in
-            SideServiceRunner(service, logger: logger) { [weak self] in
-                let fallback = ContinuousClock.now.advanced(by: self?.shutdownTimeout ?? .zero)
-                return self?.state.withLock { $0.drainDeadline } ?? fallback
-            }
-        }
-        state.withLock { $0.sideServices = runners }
         // The group stops services in reverse order: the coordinator first (it starts the drain,
         // which also asks the side services that stop with it), then the servers, then the side
         // services that stop after them.
@@ -224,7 +228,6 @@ public final class ServerManager: Sendable {
     ) async -> (any Error)? {
         let reporting = runners.compactMap(\.readiness)
         if !reporting.isEmpty {
-            for entry in managed { entry.server.holdReadiness(true) }
             let wait = Task {
                 try await withThrowingTaskGroup(of: Void.self) { waits in
                     for service in reporting { waits.addTask { try await service.waitUntilReady() } }

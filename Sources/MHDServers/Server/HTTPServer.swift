@@ -40,6 +40,8 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         var listening = Waiters<BoundAddress>()
         /// `run()`, waiting for a graceful shutdown request.
         var runWaiter: CheckedContinuation<Void, Never>?
+        /// The readiness probe answers 503 until the manager's side services are ready.
+        var readinessPending = false
     }
 
     /// Creates a server that answers with `router`.
@@ -194,6 +196,8 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
             throw CancellationError()
         }
         let engine = Engine(config: config, socket: socket, responder: responder, logger: logger, stats: stats)
+        // Held before the engine answers its first probe.
+        engine.readinessPending.store(state.withLock { $0.readinessPending }, ordering: .relaxed)
         try engine.start()
         let (action, waiters) = state.withLock { locals -> (Machine.EngineStartedAction, Waiters<BoundAddress>.Resumption?) in
             let action = locals.machine.engineStarted(engine)
@@ -239,9 +243,13 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     }
 
     /// Makes the readiness probe answer 503 (`pending`) or not until the manager's side services
-    /// are ready. Only a running server has a probe to hold.
+    /// are ready; set before the start, it holds from the first request on.
     func holdReadiness(_ pending: Bool) {
-        state.withLock { $0.machine.engine }?.readinessPending.store(pending, ordering: .relaxed)
+        let engine = state.withLock { locals -> Engine? in
+            locals.readinessPending = pending
+            return locals.machine.engine
+        }
+        engine?.readinessPending.store(pending, ordering: .relaxed)
     }
 
     /// Ends any drain at once: in-flight handlers are cancelled when the server stops. Used on
