@@ -32,7 +32,4 @@ final class AcceptBackOff: Sendable {
     func succeeded() {
         if delay.load(ordering: .relaxed) != 0 { delay.store(0, ordering: .relaxed) }
     }
-
-    /// Whether the worker is backing off now.
-    var isBackingOff: Bool { delay.load(ordering: .relaxed) != 0 }
 }

@@ -200,11 +200,7 @@ public final class ServerManager: Sendable {
                     failure = await reportStarted(managed, waitingFor: runners, group: group)
                 case .runAndShutDown(let group, let forced):
                     // The servers did start: their hooks say so, then they stop at once.
-                    for entry in managed {
-                        if let address = entry.server.address {
-                            await entry.lifecycle.onStarted(address, context: entry.context)
-                        }
-                    }
+                    await announceStarted(managed)
                     logger.info("shutdown requested during start-up; shutting down")
                     if forced { forceStopServers() }
                     await group.triggerGracefulShutdown()
@@ -249,11 +245,16 @@ public final class ServerManager: Sendable {
             }
             for entry in managed { entry.server.holdReadiness(false) }
         }
+        await announceStarted(managed)
+        state.withLock { $0.started.settle(.success(())) }.resume()
+        return nil
+    }
+
+    /// Runs every server's `onStarted` hook, in start order.
+    private func announceStarted(_ managed: [Managed]) async {
         for entry in managed {
             if let address = entry.server.address { await entry.lifecycle.onStarted(address, context: entry.context) }
         }
-        state.withLock { $0.started.settle(.success(())) }.resume()
-        return nil
     }
 
     /// Starts a server while the manager runs (it stops with the others). Its port is chosen

@@ -334,13 +334,4 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         if case .stopped = state { return true }
         return false
     }
-
-    /// Whether the engine ever ran (or runs).
-    var hasRun: Bool {
-        switch state {
-        case .running, .draining: true
-        case .stopped(let failure): failure == nil
-        case .idle, .bound: false
-        }
-    }
 }

@@ -54,7 +54,4 @@ final class OnceTask: Sendable {
         }
         await running.value
     }
-
-    /// Whether a run has started.
-    var hasStarted: Bool { task.withLock { $0 != nil } }
 }
