@@ -9,7 +9,7 @@ struct AdminAPI: ServerLifecycle {
     /// Where the servers' request metrics are collected.
     let registry: PrometheusCollectorRegistry
 
-    func registerRoutes(on router: inout Router, context: ServerContext) {
+    func registerRoutes(on router: inout Router, context: HTTPServerContext) {
         if let token { router.requireBearerToken(token) }
         router.get("/admin/metrics") { [registry] request in
             // Prometheus text exposition on request; JSON otherwise.

@@ -7,7 +7,7 @@ struct PublicAPI: ServerLifecycle {
     /// Adds the routes `scripts/bench.sh` measures besides `/api/hello`.
     var benchRoutes = false
 
-    func registerRoutes(on router: inout Router, context: ServerContext) {
+    func registerRoutes(on router: inout Router, context: HTTPServerContext) {
         router.get("/api/hello") { _ in Self.hello }
         router.get("/api/status") { _ in
             try Response.json(

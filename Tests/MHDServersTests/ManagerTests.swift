@@ -19,7 +19,7 @@ struct RecordingAPI: ServerLifecycle {
     /// Counts `/slow` handlers that started.
     var slowStarted = Counter()
 
-    func registerRoutes(on router: inout Router, context: ServerContext) {
+    func registerRoutes(on router: inout Router, context: HTTPServerContext) {
         recorder.record("\(context.name):routes")
         router.get("/name") { _ in .text(context.name) }
         let (hold, slowStarted) = (hold, slowStarted)
@@ -29,15 +29,15 @@ struct RecordingAPI: ServerLifecycle {
             return .text("slow done")
         }
     }
-    func onPortCheck(_ port: Int, context: ServerContext) { recorder.record("\(context.name):check \(port)") }
-    func onPortUnavailable(_ port: Int, reason: String, context: ServerContext) {
+    func onPortCheck(_ port: Int, context: HTTPServerContext) { recorder.record("\(context.name):check \(port)") }
+    func onPortUnavailable(_ port: Int, reason: String, context: HTTPServerContext) {
         recorder.record("\(context.name):unavailable \(port)")
     }
-    func onPortAvailable(_ port: Int, context: ServerContext) { recorder.record("\(context.name):available") }
-    func onStarted(_ address: BoundAddress, context: ServerContext) async {
+    func onPortAvailable(_ port: Int, context: HTTPServerContext) { recorder.record("\(context.name):available") }
+    func onStarted(_ address: BoundAddress, context: HTTPServerContext) async {
         recorder.record("\(context.name):started")
     }
-    func onShutdown(context: ServerContext) async { recorder.record("\(context.name):shutdown") }
+    func onShutdown(context: HTTPServerContext) async { recorder.record("\(context.name):shutdown") }
 }
 
 /// Runs `manager.runAll(servers, signals: [])` in the background while `body` runs, then
@@ -103,10 +103,10 @@ struct ManagerTests {
         /// An idle keep-alive connection to this server, opened by the test.
         let idle = Shared<Connection?>(nil)
 
-        func registerRoutes(on router: inout Router, context: ServerContext) {
+        func registerRoutes(on router: inout Router, context: HTTPServerContext) {
             router.get("/name") { _ in .text(context.name) }
         }
-        func onStarted(_ address: BoundAddress, context: ServerContext) async {
+        func onStarted(_ address: BoundAddress, context: HTTPServerContext) async {
             // Every server of the manager, not just this one, must already answer.
             for server in context.manager?.servers ?? [] {
                 guard let port = server.address?.port else {
@@ -121,7 +121,7 @@ struct ManagerTests {
                 recorder.record("\(context.name):started, \(server.name) answers \(answer ?? "nothing")")
             }
         }
-        func onShutdown(context: ServerContext) async {
+        func onShutdown(context: HTTPServerContext) async {
             // The daemon has stopped: idle connections are closed and the port refuses.
             let closed = idle.value?.peerClosed() ?? false
             let refused = await connectionRefused(context.config.port)
@@ -415,6 +415,41 @@ struct ManagerTests {
         await manager.shutdown()
         try await run.value
         try await waiter.value
+    }
+
+    /// A ready side service that records when its readiness is withdrawn and when it is asked to stop.
+    struct Withdrawing: Service, ReadinessReporting {
+        let log: Recorder
+        func run() async throws {
+            try? await gracefulShutdown()
+            log.record("side:asked")
+        }
+        func waitUntilReady() async throws {}
+        func readinessWithdrawn() async { log.record("side:withdrawn") }
+    }
+
+    @Test func sideServiceReadinessIsWithdrawnWithTheProbesBeforeTheDrainDelayEnds() async throws {
+        let recorder = Recorder()
+        let manager = ServerManager(logger: quietLogger, drainDelay: .seconds(1))
+        let servers = [
+            Server(config: ServerConfig(name: "web", port: 0, health: .init()), lifecycle: RecordingAPI(recorder: recorder))
+        ]
+        let run = Task { try await manager.runAll(servers, alongside: [Withdrawing(log: recorder)], signals: []) }
+        let port = try #require(try await manager.waitUntilStarted()[0].address?.port)
+        #expect(try await request(port, "GET", "/readyz").status == 200)
+        let shutdown = Task { await manager.shutdown() }
+        try await waitUntil("the side service to hear of the shutdown") { recorder.all.contains("side:withdrawn") }
+        // Still in the drain delay: the probe says not ready, requests are still served, and the
+        // side service has not been asked to stop yet.
+        #expect(try await request(port, "GET", "/readyz").status == 503)
+        #expect(try await request(port, "GET", "/name").text == "web")
+        #expect(!recorder.all.contains("side:asked"))
+        await shutdown.value
+        try await run.value
+        #expect(recorder.all.filter { $0 == "side:withdrawn" }.count == 1)
+        let withdrawn = try #require(recorder.all.firstIndex(of: "side:withdrawn"))
+        let asked = try #require(recorder.all.firstIndex(of: "side:asked"))
+        #expect(withdrawn < asked)
     }
 
     @Test func sideServiceThatCannotBecomeReadyFailsTheStart() async throws {

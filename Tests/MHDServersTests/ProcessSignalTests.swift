@@ -31,17 +31,17 @@ struct ProcessSignalTests {
             kill(getpid(), SIGTERM)
             if point == .twiceWhileBinding { kill(getpid(), SIGTERM) }
         }
-        func registerRoutes(on router: inout Router, context: ServerContext) {
+        func registerRoutes(on router: inout Router, context: HTTPServerContext) {
             signal(.beforeBinding)
             router.get("/") { _ in .text("ok") }
         }
-        func onPortCheck(_ port: Int, context: ServerContext) { signal(.whileBinding) }
-        func onPortAvailable(_ port: Int, context: ServerContext) { signal(.afterBinding) }
-        func onStarted(_ address: BoundAddress, context: ServerContext) async {
+        func onPortCheck(_ port: Int, context: HTTPServerContext) { signal(.whileBinding) }
+        func onPortAvailable(_ port: Int, context: HTTPServerContext) { signal(.afterBinding) }
+        func onStarted(_ address: BoundAddress, context: HTTPServerContext) async {
             events.value.append("started \(context.name)")
             signal(.whileStarting)
         }
-        func onShutdown(context: ServerContext) async { events.value.append("stopped \(context.name)") }
+        func onShutdown(context: HTTPServerContext) async { events.value.append("stopped \(context.name)") }
     }
 
     /// Runs two servers, sending SIGTERM at `point`; returns the hook events, or throws.

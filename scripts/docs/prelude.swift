@@ -7,7 +7,7 @@ import ServiceLifecycle
 let logger = Logger(label: "docs")
 nonisolated(unsafe) var router = Router()
 let request = Request(method: .get, path: "/")
-let context: ServerContext = { fatalError("examples are type-checked, never run") }()
+let context: HTTPServerContext = { fatalError("examples are type-checked, never run") }()
 let server = HTTPServer(config: ServerConfig(name: "api", port: 0), router: Router(), logger: logger)
 let manager = ServerManager(logger: logger)
 let servers: [Server] = []
@@ -19,13 +19,13 @@ let jobRunner: any Service = Idle()
 struct Idle: Service { func run() async throws {} }
 
 struct PublicAPI: ServerLifecycle {
-    func registerRoutes(on router: inout Router, context: ServerContext) {}
+    func registerRoutes(on router: inout Router, context: HTTPServerContext) {}
 }
 struct AdminAPI: ServerLifecycle {
-    func registerRoutes(on router: inout Router, context: ServerContext) {}
+    func registerRoutes(on router: inout Router, context: HTTPServerContext) {}
 }
 struct ExtraAPI: ServerLifecycle {
-    func registerRoutes(on router: inout Router, context: ServerContext) {}
+    func registerRoutes(on router: inout Router, context: HTTPServerContext) {}
 }
 struct CreateUser: Codable { var name: String }
 struct User: Codable { var id: Int; var name: String }

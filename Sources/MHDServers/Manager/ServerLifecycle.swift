@@ -11,62 +11,62 @@ import Logging
 ///
 /// ```swift
 /// struct PublicAPI: ServerLifecycle {
-///     func registerRoutes(on router: inout Router, context: ServerContext) {
+///     func registerRoutes(on router: inout Router, context: HTTPServerContext) {
 ///         router.get("/api/hello") { _ in .text("hello") }
 ///     }
-///     func onStarted(_ address: BoundAddress, context: ServerContext) async {
+///     func onStarted(_ address: BoundAddress, context: HTTPServerContext) async {
 ///         context.logger.info("\(context.name) ready at \(address.url)")
 ///     }
 /// }
 /// ```
 public protocol ServerLifecycle: Sendable {
     /// Declares the server's routes. Called once, before the server binds.
-    func registerRoutes(on router: inout Router, context: ServerContext)
+    func registerRoutes(on router: inout Router, context: HTTPServerContext)
 
     /// A port is about to be tried.
-    func onPortCheck(_ port: Int, context: ServerContext)
+    func onPortCheck(_ port: Int, context: HTTPServerContext)
 
     /// A port could not be used (busy, or taken by another server of the same manager); the
     /// next candidate will be tried.
-    func onPortUnavailable(_ port: Int, reason: String, context: ServerContext)
+    func onPortUnavailable(_ port: Int, reason: String, context: HTTPServerContext)
 
     /// The server is bound to `port` (the real port, also for a configured port 0).
-    func onPortAvailable(_ port: Int, context: ServerContext)
+    func onPortAvailable(_ port: Int, context: HTTPServerContext)
 
     /// The server is listening and serving; called after every server of the manager bound.
-    func onStarted(_ address: BoundAddress, context: ServerContext) async
+    func onStarted(_ address: BoundAddress, context: HTTPServerContext) async
 
     /// The server stopped: it accepts nothing more, and its daemon and port are released.
-    func onShutdown(context: ServerContext) async
+    func onShutdown(context: HTTPServerContext) async
 }
 
 extension ServerLifecycle {
     /// Logs at debug level.
-    public func onPortCheck(_ port: Int, context: ServerContext) {
+    public func onPortCheck(_ port: Int, context: HTTPServerContext) {
         context.logger.debug("\(context.name): checking port \(port)", metadata: ["server": "\(context.name)"])
     }
 
     /// Logs at notice level.
-    public func onPortUnavailable(_ port: Int, reason: String, context: ServerContext) {
+    public func onPortUnavailable(_ port: Int, reason: String, context: HTTPServerContext) {
         context.logger.notice(
             "\(context.name): port \(port) unavailable (\(reason)), trying the next",
             metadata: ["server": "\(context.name)"])
     }
 
     /// Logs at debug level.
-    public func onPortAvailable(_ port: Int, context: ServerContext) {
+    public func onPortAvailable(_ port: Int, context: HTTPServerContext) {
         context.logger.debug("\(context.name): port \(port) available", metadata: ["server": "\(context.name)"])
     }
 
     /// Logs `NAME listening on URL` at info level.
-    public func onStarted(_ address: BoundAddress, context: ServerContext) async {
+    public func onStarted(_ address: BoundAddress, context: HTTPServerContext) async {
         context.logger.info(
             "\(context.name) listening on \(address.url)",
             metadata: ["server": "\(context.name)", "port": "\(address.port)"])
     }
 
     /// Logs `NAME stopped` at info level.
-    public func onShutdown(context: ServerContext) async {
+    public func onShutdown(context: HTTPServerContext) async {
         context.logger.info("\(context.name) stopped", metadata: ["server": "\(context.name)"])
     }
 }

@@ -72,7 +72,7 @@ public final class ServerManager: Sendable {
 
     struct Managed: Sendable {
         let server: HTTPServer
-        let context: ServerContext
+        let context: HTTPServerContext
         let lifecycle: any ServerLifecycle
     }
 
@@ -383,7 +383,7 @@ public final class ServerManager: Sendable {
 
     private func prepare(_ servers: [Server]) throws -> [Managed] {
         let managed = servers.map { server -> Managed in
-            let context = ServerContext(config: server.config, logger: logger, manager: self)
+            let context = HTTPServerContext(config: server.config, logger: logger, manager: self)
             var router = Router()
             server.lifecycle.registerRoutes(on: &router, context: context)
             let lifecycle = server.lifecycle
@@ -442,6 +442,17 @@ public final class ServerManager: Sendable {
         claimedPorts.withLock { $0.subtract(ports) }
     }
 
+    /// Runs `bind` with the ports this manager uses, and claims the port it returns.
+    func claimingPort<T>(_ bind: (Set<Int>) throws -> (T, port: Int)) throws -> T {
+        try claimedPorts.withLock { claimed in
+            let (value, port) = try bind(claimed)
+            claimed.insert(port)
+            return value
+        }
+    }
+
+    func releasePortClaim(_ port: Int) { releaseClaims([port]) }
+
     /// Makes sure the process may open as many descriptors as the servers may hold: raises the
     /// soft limit toward the hard limit when needed, else warns once with the numbers.
     private func reserveDescriptors(for configs: [ServerConfig]) {
@@ -481,6 +492,7 @@ public final class ServerManager: Sendable {
         }
         readinessWait?.cancel()
         for entry in servers { entry.server.withdrawReadiness() }
+        for service in state.withLock({ $0.sideServices }).compactMap(\.readiness) { await service.readinessWithdrawn() }
         if drainDelay > .zero && !forced {
             logger.info("shutting down: not ready; still accepting for \(drainDelay)")
             let delay = Task<Void, Never> { try? await Task.sleep(for: drainDelay) }

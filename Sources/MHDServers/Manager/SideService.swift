@@ -50,7 +50,10 @@ public struct SideService: Service {
 
 /// A side service that can say when it is ready (its port bound, its first connection made):
 /// the manager's start — ``ServerManager/waitUntilStarted()``, the ``ServerLifecycle/onStarted(_:context:)``
-/// hooks — waits for it, and the servers' readiness probes answer 503 until then.
+/// hooks — waits for it, and the servers' readiness probes answer 503 until then. When a shutdown
+/// begins it is told in the same instant as the servers' probes turn 503
+/// (``readinessWithdrawn()``), before the drain delay, so that it can report not-ready in its own
+/// protocol (a gRPC health status) while it still serves.
 ///
 /// ```swift
 /// struct Consumer: Service, ReadinessReporting {
@@ -67,6 +70,20 @@ public struct SideService: Service {
 public protocol ReadinessReporting: Service {
     /// Returns once the service is ready; throws if it cannot become ready (the start fails).
     func waitUntilReady() async throws
+
+    /// Called once when the manager's shutdown begins, as the servers' readiness probes turn 503
+    /// and before the drain delay; the service keeps serving until it is asked to shut down.
+    /// Return promptly: the drain waits for it. Does nothing by default.
+    ///
+    /// ```swift
+    /// func readinessWithdrawn() async { health.set(.notServing) }
+    /// ```
+    func readinessWithdrawn() async
+}
+
+extension ReadinessReporting {
+    /// Does nothing.
+    public func readinessWithdrawn() async {}
 }
 
 /// Runs one side service for a manager, in a service group of its own so that the manager can

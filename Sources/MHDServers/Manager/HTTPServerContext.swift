@@ -8,7 +8,7 @@ import Synchronization
 ///     try .json(["server": context.name, "port": "\(context.address?.port ?? 0)"])
 /// }
 /// ```
-public final class ServerContext: Sendable {
+public final class HTTPServerContext: Sendable {
     /// The server's configuration.
     public let config: ServerConfig
     /// The logger the manager was given, with `server` metadata set.

@@ -1,0 +1,82 @@
+import Synchronization
+
+/// A listening TCP socket bound the way a ``ServerManager`` binds its servers — each candidate
+/// port bound for real, the next one tried only when the port is in use, socket activation by
+/// name — for a side service that accepts its own connections, such as a gRPC server.
+///
+/// Get one from ``ServerManager/bindListener(_:)`` and hand its descriptor to the service, which
+/// then owns it. A listener whose descriptor was never taken closes it when released.
+///
+/// ```swift
+/// let config = ServerConfig(name: "grpc", host: "127.0.0.1", port: 50051, ports: 50051..<50061)
+/// let listener = try manager.bindListener(config)   // ServerError naming host and ports if all are busy
+/// print("gRPC on port", listener.address.port)
+/// let descriptor = listener.takeDescriptor()        // e.g. HTTP2ServerTransport.Posix(listeningSocketDescriptor:)
+/// ```
+public final class BoundListener: Sendable {
+    /// Where the socket listens (the configured host, the port actually bound).
+    public let address: BoundAddress
+    /// The configuration it was bound for.
+    public let config: ServerConfig
+    private let socket: ListeningSocket
+    private let taken = Atomic<Bool>(false)
+    private let onRelease: @Sendable () -> Void
+
+    init(socket: ListeningSocket, config: ServerConfig, onRelease: @escaping @Sendable () -> Void) {
+        self.socket = socket
+        self.config = config
+        self.address = BoundAddress(host: config.host, port: socket.port, scheme: config.tls == nil ? "http" : "https")
+        self.onRelease = onRelease
+    }
+
+    /// Hands the listening descriptor over: the caller owns it from now on and must close it.
+    /// Returns `nil` if it was already taken or closed.
+    ///
+    /// ```swift
+    /// guard let descriptor = listener.takeDescriptor() else { return }
+    /// ```
+    public func takeDescriptor() -> Int? {
+        guard !taken.exchange(true, ordering: .acquiringAndReleasing) else { return nil }
+        return Int(socket.fd)
+    }
+
+    /// Closes the socket now, unless its descriptor was taken.
+    ///
+    /// ```swift
+    /// listener.close()   // the port is free again
+    /// ```
+    public func close() {
+        guard !taken.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        socket.close()
+        onRelease()
+    }
+
+    deinit { close() }
+}
+
+extension ServerManager {
+    /// Binds a listening socket for `config` with the servers' port fallback, skipping ports
+    /// this manager's servers use (and claiming the one it binds), for a side service that
+    /// accepts its own connections. Logs like a server does when a port is busy.
+    ///
+    /// - Throws: ``ServerError`` naming the configuration's name, host and every port tried
+    ///   when none is free, or when the host cannot be bound.
+    ///
+    /// ```swift
+    /// let listener = try manager.bindListener(ServerConfig(name: "grpc", port: 50051, ports: 50051..<50061))
+    /// ```
+    public func bindListener(_ config: ServerConfig) throws -> BoundListener {
+        let events = ServerEvents.logging(config.name, logger)
+        return try claimingPort { claimed in
+            let socket = try ListeningSocket.bind(config, excluding: claimed, observe: events.bindAttempt)
+            let port = socket.port
+            let listener = BoundListener(socket: socket, config: config) { [weak self] in
+                self?.releasePortClaim(port)
+            }
+            logger.info("\(config.name) listening on \(listener.address.url)", metadata: [
+                "server": "\(config.name)", "port": "\(port)",
+            ])
+            return (listener, port)
+        }
+    }
+}
