@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: unit tests (Swift Testing, real daemons on loopback), the documentation's examples
 # type-checked, the README's library example built as a dependent package, the end-to-end tests
-# of the demo app (real process, real signals), and a smoke run of the benchmark so it cannot rot. In CI (CI=true), or with
+# of the demo app (real process, real signals), the HTTP + gRPC example against grpcio, and a smoke run of the benchmark so it cannot rot. In CI (CI=true), or with
 # --sanitizers, the unit tests also run under ThreadSanitizer and AddressSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,10 @@ for candidate in python3 /usr/bin/python3; do
 done
 [[ -n "$H11_PYTHON" ]] || { echo "test: h11 is required (apt-get install python3-h11)" >&2; exit 2; }
 "$H11_PYTHON" scripts/strict-http.py "$(swift build --show-bin-path)/app"
+
+echo
+echo "== HTTP + gRPC example (Examples/http-grpc) end to end, with grpcio as the client"
+scripts/grpc-example-test.sh
 
 echo
 echo "== benchmark smoke run"
