@@ -30,3 +30,9 @@ struct ExtraAPI: ServerLifecycle {
 struct CreateUser: Codable { var name: String }
 struct User: Codable { var id: Int; var name: String }
 enum database { static func close() async {} }
+let listener: BoundListener = { fatalError("examples are type-checked, never run") }()
+/// A side service's own health reporting (a gRPC health service, say).
+enum health {
+    enum Status { case serving, notServing }
+    static func set(_ status: Status) {}
+}
