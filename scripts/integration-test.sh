@@ -721,12 +721,15 @@ PY
 
 release() { kill -KILL "$HOLDER" 2>/dev/null; wait "$HOLDER" 2>/dev/null; forget "$HOLDER"; }
 
+# Runs the app through a command when set (taskset, say).
+APP_WRAPPER=()
+
 # start NAME ARGS...: start the app, wait for its ready line (20 s at most); sets APP_PID,
 # LOG=$WORK/NAME.log, ERR=$WORK/NAME.err. On failure the reason is appended to ERR.
 start() {
     local name=$1 i; shift
     LOG="$WORK/$name.log"; ERR="$WORK/$name.err"
-    "$APP" "$@" >"$LOG" 2>"$ERR" &
+    "${APP_WRAPPER[@]}" "$APP" "$@" >"$LOG" 2>"$ERR" &
     APP_PID=$!
     PIDS+=("$APP_PID")
     for ((i = 0; i < 400; i++)); do
@@ -972,6 +975,29 @@ else
 fi
 
 echo
+echo "== engine threads follow the CPUs the process may use"
+if command -v taskset >/dev/null && (( $(nproc) > 1 )); then
+    APP_WRAPPER=(taskset -c 0)
+    if start taskset --public-port "$P" --admin-port "$A"; then
+        check "under taskset -c 0: one engine thread per server" \
+            json "http://127.0.0.1:$A/admin/config" "[s['threads'] for s in d['servers']] == [1, 1]"
+        stop_with TERM
+    else
+        fail "start under taskset" "$(cat "$ERR")"
+    fi
+    APP_WRAPPER=()
+    if start all-cpus --public-port "$P" --admin-port "$A"; then
+        check "without it: one per CPU ($(nproc))" \
+            json "http://127.0.0.1:$A/admin/config" "[s['threads'] for s in d['servers']] == [$(nproc), $(nproc)]"
+        stop_with TERM
+    else
+        fail "start on every CPU" "$(cat "$ERR")"
+    fi
+else
+    echo "  skip  (needs taskset and more than one CPU)"
+fi
+
+echo
 echo "== systemd socket activation"
 if command -v systemd-socket-activate >/dev/null; then
     S=$((BASE + 21))
@@ -993,6 +1019,51 @@ if command -v systemd-socket-activate >/dev/null; then
 else
     echo "  skip  systemd-socket-activate is not installed (apt-get install systemd)"
 fi
+
+echo
+echo "== systemd notify: READY, STATUS, WATCHDOG, STOPPING to a socket of our own"
+NOTIFY="$WORK/notify.sock"
+# Stands in for systemd: every datagram on one line ("|" for newlines), until STATUS=stopped (30 s at most).
+python3 - "$NOTIFY" "$WORK/notify.msgs" <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(0.2)
+end = time.monotonic() + 30
+with open(sys.argv[2], "a") as out:
+    while time.monotonic() < end:
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            continue
+        out.write(data.decode().replace("\n", "|") + "\n")
+        out.flush()
+        if b"STATUS=stopped" in data:
+            break
+PY
+LISTENER=$!; PIDS+=("$LISTENER")
+check "the notify socket listens" bash -c "for i in \$(seq 100); do [[ -S '$NOTIFY' ]] && exit 0; sleep 0.05; done; exit 1"
+if NOTIFY_SOCKET="$NOTIFY" WATCHDOG_USEC=300000 start notify --public-port "$P" --admin-port "$A"; then
+    check "READY=1 with MAINPID and where each server listens" wait_log "$WORK/notify.msgs" \
+        "^READY=1|MAINPID=$APP_PID|STATUS=serving: public http://127.0.0.1:$P, admin http://127.0.0.1:$A\$" 10
+    check "WATCHDOG=1 every WATCHDOG_USEC/2 (three within a second)" bash -c \
+        "sleep 1; (( \$(grep -c '^WATCHDOG=1\$' '$WORK/notify.msgs') >= 3 ))"
+    stop_with TERM
+    check "exit 0 on SIGTERM" test "$EXIT_CODE" = 0
+    wait_exit "$LISTENER" 5
+    show "$WORK/notify.msgs"
+    check "in order: starting, READY=1, STOPPING=1, stopped" python3 -c '
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+def first(prefix):
+    return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+order = [first("STATUS=starting 2 servers"), first("READY=1|"), first("STOPPING=1|"), first("STATUS=stopped")]
+sys.exit(0 if order == sorted(order) and sum(l.startswith("READY=1") for l in lines) == 1 else 1)' "$WORK/notify.msgs"
+else
+    fail "start with NOTIFY_SOCKET" "$(cat "$ERR")"
+fi
+check "without NOTIFY_SOCKET nothing is sent (the endpoints run above logged no notify error)" \
+    bash -c "! grep -qi notify '$WORK/endpoints.err'"
 
 # second_signal FIRST SECOND: a request is stuck in flight (its body never completes) with a 30 s
 # drain deadline; after FIRST the app drains; SECOND must end it at once, with exit 0. The stuck

@@ -38,6 +38,10 @@ echo "== HTTP + gRPC example (Examples/http-grpc) end to end, with grpcio as the
 scripts/grpc-example-test.sh
 
 echo
+echo "== deploy files checked by the real tools"
+scripts/check-systemd.sh
+
+echo
 echo "== benchmark smoke run"
 scripts/bench.sh --smoke
 

@@ -10,7 +10,27 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <microhttpd.h>
+
+/// The number of CPUs in this process's affinity mask (what `taskset` and
+/// cpusets allow), or -1. Through the system call, because the glibc wrapper
+/// and `CPU_COUNT` need `_GNU_SOURCE`.
+static inline int
+mhds_affinity_cpu_count(void)
+{
+    unsigned long mask[64]; /* up to 4096 CPUs */
+    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+    if (bytes <= 0) {
+        return -1;
+    }
+    int count = 0;
+    for (long i = 0; i < bytes / (long)sizeof(unsigned long); i++) {
+        count += __builtin_popcountl(mask[i]);
+    }
+    return count;
+}
 
 /// Starts a daemon on an already listening socket; every option is passed
 /// through `MHD_OPTION_ARRAY` (the array must end with `MHD_OPTION_END`).

@@ -6,8 +6,8 @@ import Darwin
 
 /// Process-wide facts and one-time settings.
 enum System {
-    /// Online CPU cores.
-    static let coreCount: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    /// The CPUs this process may use (affinity mask and cgroup quota; see ``CPUBudget``).
+    static var coreCount: Int { CPUBudget.current.count }
 
     /// A write to a closed socket must fail with EPIPE, never kill the process.
     static let ignoreSIGPIPE: Void = {

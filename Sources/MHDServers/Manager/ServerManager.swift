@@ -87,14 +87,28 @@ public final class ServerManager: Sendable {
     /// ```swift
     /// let manager = ServerManager(logger: logger, shutdownTimeout: .seconds(25), drainDelay: .seconds(5))
     /// ```
-    public init(
+    ///   - notifiesSystemd: whether to tell systemd (a `Type=notify` unit, `NOTIFY_SOCKET` set) when
+    ///     the servers are ready (`READY=1`) and when the drain starts (`STOPPING=1`), with
+    ///     `STATUS=` lines, and to send the watchdog's `WATCHDOG=1` when the unit sets
+    ///     `WatchdogSec=` (default true; nothing is sent without `NOTIFY_SOCKET`).
+    public convenience init(
         logger: Logger = Logger(label: "MHDServers"), shutdownTimeout: Duration = .seconds(10),
-        drainDelay: Duration = .zero
+        drainDelay: Duration = .zero, notifiesSystemd: Bool = true
     ) {
+        self.init(
+            logger: logger, shutdownTimeout: shutdownTimeout, drainDelay: drainDelay,
+            notifier: notifiesSystemd ? SystemdNotifier.fromEnvironment() : nil)
+    }
+
+    init(logger: Logger, shutdownTimeout: Duration, drainDelay: Duration, notifier: SystemdNotifier?) {
         self.logger = logger
         self.shutdownTimeout = shutdownTimeout
         self.drainDelay = drainDelay
+        self.notifier = notifier
     }
+
+    /// Tells systemd about readiness and shutdown, when run by it with `Type=notify`.
+    let notifier: SystemdNotifier?
 
     // MARK: Running
 
@@ -135,6 +149,8 @@ public final class ServerManager: Sendable {
         let signalHandler = await trap(signals)
         defer { signalHandler?.cancel() }
         logger.info("starting \(servers.count) servers", metadata: ["signals": "\(signals)"])
+        notifier?.status("starting \(servers.count) servers")
+        notifier?.startWatchdog()
 
         let managed: [Managed]
         do {
@@ -201,6 +217,7 @@ public final class ServerManager: Sendable {
                 case .runAndShutDown(let group, let forced):
                     // The servers did start: their hooks say so, then they stop at once.
                     await announceStarted(managed)
+                    notifyReady(managed)
                     logger.info("shutdown requested during start-up; shutting down")
                     if forced { forceStopServers() }
                     await group.triggerGracefulShutdown()
@@ -246,8 +263,16 @@ public final class ServerManager: Sendable {
             for entry in managed { entry.server.holdReadiness(false) }
         }
         await announceStarted(managed)
+        notifyReady(managed)
         state.withLock { $0.started.settle(.success(())) }.resume()
         return nil
+    }
+
+    /// `READY=1` for systemd, with where every server listens.
+    private func notifyReady(_ managed: [Managed]) {
+        guard let notifier else { return }
+        let addresses = managed.compactMap { entry in entry.server.address.map { "\(entry.server.config.name) \($0.url)" } }
+        notifier.ready(status: "serving: " + addresses.joined(separator: ", "))
     }
 
     /// Runs every server's `onStarted` hook, in start order.
@@ -492,6 +517,8 @@ public final class ServerManager: Sendable {
         }
         readinessWait?.cancel()
         for entry in servers { entry.server.withdrawReadiness() }
+        notifier?.stopping(status: drainDelay > .zero && !forced
+            ? "shutting down: not ready, still accepting for \(drainDelay)" : "shutting down: draining")
         for service in state.withLock({ $0.sideServices }).compactMap(\.readiness) { await service.readinessWithdrawn() }
         if drainDelay > .zero && !forced {
             logger.info("shutting down: not ready; still accepting for \(drainDelay)")
@@ -511,6 +538,7 @@ public final class ServerManager: Sendable {
             locals.drainDeadline = deadline
             return (locals.servers, locals.sideServices)
         }
+        if drainDelay > .zero && !forced { notifier?.status("shutting down: draining, deadline in \(shutdownTimeout)") }
         for entry in current { entry.server.stopAccepting(deadline: deadline) }
         // Side services that stop with the drain are asked now, by the same deadline.
         for runner in runners where runner.stopOrder == .withTheDrain { await runner.shutDown(by: deadline) }
@@ -539,5 +567,7 @@ public final class ServerManager: Sendable {
         waiters.resume()
         for callback in callbacks.reversed() { await callback() }
         claimedPorts.withLock { $0 = [] }
+        notifier?.stopWatchdog()
+        notifier?.status("stopped")
     }
 }

@@ -25,7 +25,8 @@ public struct ServerConfig: Sendable, Hashable {
     public var ports: [Int]
     /// Connection and request limits.
     public var limits: Limits
-    /// Threads serving this server's connections; `nil` uses one per CPU core.
+    /// Threads serving this server's connections; `nil` uses one per CPU this process may use
+    /// (see ``effectiveThreadCount``).
     public var threadCount: Int?
     /// Liveness and readiness routes, answered before any other route or interceptor (probes
     /// carry no credentials). Off unless set.
@@ -118,8 +119,9 @@ public struct ServerConfig: Sendable, Hashable {
         return ([port] + ports).filter { seen.insert($0).inserted }
     }
 
-    /// The number of engine threads this configuration runs with: ``threadCount`` or the
-    /// number of CPU cores.
+    /// The number of engine threads this configuration runs with: ``threadCount``, or else the
+    /// number of CPUs the process may actually use — its CPU affinity (`taskset`, cpusets) capped
+    /// by its cgroup CPU quota (v2 `cpu.max`, v1 CFS quota) rounded up — and at least 1.
     public var effectiveThreadCount: Int {
         max(1, threadCount ?? System.coreCount)
     }
