@@ -92,9 +92,12 @@ struct App: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "app")
-        // Request metrics go to a Prometheus registry that the admin server exposes.
+        // Request metrics go to a Prometheus registry that the admin server exposes, with
+        // latency buckets that fit an API server (100 µs … 10 s).
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[RequestMetrics.durationLabel] = RequestMetrics.recommendedDurationBuckets
+        MetricsSystem.bootstrap(factory)
         let manager = ServerManager(
             logger: logger, shutdownTimeout: .milliseconds(Int(shutdownTimeout * 1000)),
             drainDelay: .milliseconds(Int(drainDelay * 1000)))

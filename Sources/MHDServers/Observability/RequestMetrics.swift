@@ -1,5 +1,4 @@
 import CoreMetrics
-import Synchronization
 
 /// Per-route request metrics, recorded through swift-metrics so any backend can collect them
 /// (`MetricsSystem.bootstrap(...)` before the servers start; without it they cost a no-op call).
@@ -13,53 +12,67 @@ import Synchronization
 /// | `http_server_requests_in_flight` | meter | `server` |
 ///
 /// `route` is the route's pattern (`/users/:id`), never the raw path, so cardinality stays
-/// bounded; requests no route matched share the route `unmatched`. A route's series appear with
-/// its first request.
-final class RequestMetrics: Sendable {
-    /// Handles of one route, created on the route's first request: a server with many routes
-    /// (or a process with many servers) starts fast and registers only what is used.
-    private final class Slot: Sendable {
+/// bounded; requests no route matched share the route `unmatched`. Every route's series are
+/// registered when its server starts, so a dashboard sees zeros before the first request (and
+/// `rate()` sees the first burst).
+///
+/// Backends that keep histograms need buckets that fit an API server: give the duration timer
+/// ``recommendedDurationBuckets`` (100 µs … 10 s). With swift-prometheus:
+///
+/// ```swift
+/// import CoreMetrics
+/// import MHDServers
+/// import Prometheus
+///
+/// let registry = PrometheusCollectorRegistry()
+/// var factory = PrometheusMetricsFactory(registry: registry)
+/// factory.durationHistogramBuckets[RequestMetrics.durationLabel] = RequestMetrics.recommendedDurationBuckets
+/// MetricsSystem.bootstrap(factory)
+/// ```
+public final class RequestMetrics: Sendable {
+    /// The label of the request duration timer.
+    public static let durationLabel = "http_server_request_duration_seconds"
+
+    /// Histogram buckets for request durations, from 100 µs to 10 s in 1–2.5–5 steps: what an
+    /// API server answers in, from a cached answer on loopback to a slow upstream call.
+    public static let recommendedDurationBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500),
+        .milliseconds(1), .microseconds(2500), .milliseconds(5),
+        .milliseconds(10), .milliseconds(25), .milliseconds(50),
+        .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+
+    /// The handles of one route (or of the unmatched requests).
+    private struct Slot: Sendable {
         let byClass: [Counter]
         let duration: Timer
         let errors: Counter
 
-        init(server: String, method: String, pattern: String) {
+        init(server: String, method: String, pattern: String, factory: any MetricsFactory) {
             let base = [("server", server), ("method", method), ("route", pattern)]
-            byClass = (1...5).map { Counter(label: "http_server_requests_total", dimensions: base + [("status", "\($0)xx")]) }
-            duration = Timer(label: "http_server_request_duration_seconds", dimensions: base, preferredDisplayUnit: .seconds)
-            errors = Counter(label: "http_server_handler_errors_total", dimensions: base)
+            byClass = (1...5).map {
+                Counter(label: "http_server_requests_total", dimensions: base + [("status", "\($0)xx")], factory: factory)
+            }
+            duration = Timer(label: RequestMetrics.durationLabel, dimensions: base, preferredDisplayUnit: .seconds, factory: factory)
+            errors = Counter(label: "http_server_handler_errors_total", dimensions: base, factory: factory)
         }
     }
 
-    /// One lazily filled slot (slot 0 = unmatched, slot n+1 = route n).
-    private final class LazySlot: Sendable {
-        let reference = AtomicLazyReference<Slot>()
-        let method: String
-        let pattern: String
-
-        init(method: String, pattern: String) {
-            self.method = method
-            self.pattern = pattern
-        }
-    }
-
-    private let server: String
-    private let slots: [LazySlot]
+    private let slots: [Slot]
     private let inFlight: Meter
     private let aborted: Counter
 
-    init(server: String, routes: [(method: String, pattern: String)]) {
-        self.server = server
-        slots = ([("*", "unmatched")] + routes).map { LazySlot(method: $0.0, pattern: $0.1) }
-        inFlight = Meter(label: "http_server_requests_in_flight", dimensions: [("server", server)])
-        aborted = Counter(label: "http_server_aborted_requests_total", dimensions: [("server", server)])
+    /// Slot 0 is the unmatched requests, slot n + 1 route n.
+    init(server: String, routes: [(method: String, pattern: String)], factory: any MetricsFactory = MetricsSystem.factory) {
+        slots = ([("*", "unmatched")] + routes).map {
+            Slot(server: server, method: $0.0, pattern: $0.1, factory: factory)
+        }
+        inFlight = Meter(label: "http_server_requests_in_flight", dimensions: [("server", server)], factory: factory)
+        aborted = Counter(label: "http_server_aborted_requests_total", dimensions: [("server", server)], factory: factory)
     }
 
-    private func slot(_ route: Int) -> Slot {
-        let lazy = slots[route + 1]
-        if let slot = lazy.reference.load() { return slot }
-        return lazy.reference.storeIfNil(Slot(server: server, method: lazy.method, pattern: lazy.pattern))
-    }
+    private func slot(_ route: Int) -> Slot { slots[route + 1] }
 
     func began() { inFlight.increment() }
 
