@@ -159,10 +159,17 @@ let connectionCallback: MHD_NotifyConnectionCallback = { cls, connection, slot, 
     Unmanaged<Engine>.fromOpaque(cls)._withUnsafeGuaranteedRef { $0.connection(connection, slot, code) }
 }
 
-let logCallback: MHD_LogCallback = { cls, format, arguments in
-    guard let cls, let format else { return }
-    var buffer = [CChar](repeating: 0, count: 512)
-    guard let arguments else { return }
-    _ = vsnprintf(&buffer, buffer.count, format, arguments)
-    Unmanaged<Engine>.fromOpaque(cls).takeUnretainedValue().engineMessage(System.string(buffer))
+/// The log callback, as the value of the `EXTERNAL_LOGGER` option. The C function pointer is
+/// made inside this body, never as a stored constant: its type mentions `va_list`, and a
+/// declaration of such a type (at any access level) is written into the module file, where the
+/// symbol-graph extractor behind the documentation build cannot read it back.
+var logCallbackAddress: Int {
+    let callback: MHD_LogCallback = { cls, format, arguments in
+        guard let cls, let format else { return }
+        var buffer = [CChar](repeating: 0, count: 512)
+        guard let arguments else { return }
+        _ = vsnprintf(&buffer, buffer.count, format, arguments)
+        Unmanaged<Engine>.fromOpaque(cls).takeUnretainedValue().engineMessage(System.string(buffer))
+    }
+    return unsafeBitCast(callback, to: Int.self)
 }

@@ -108,7 +108,7 @@ final class Engine: @unchecked Sendable {
         let limits = config.limits
         var options: [MHD_OptionItem] = [
             // First, so that the engine's messages about the other options reach our logger.
-            .init(option: .EXTERNAL_LOGGER, value: unsafeBitCast(logCallback, to: Int.self), ptr_value: me),
+            .init(option: .EXTERNAL_LOGGER, value: logCallbackAddress, ptr_value: me),
             .init(option: .LISTEN_SOCKET, value: Int(engineFD), ptr_value: nil),
             .init(option: .NOTIFY_COMPLETED, value: unsafeBitCast(completedCallback, to: Int.self), ptr_value: me),
             .init(option: .URI_LOG_CALLBACK, value: unsafeBitCast(uriCallback, to: Int.self), ptr_value: me),

@@ -106,7 +106,7 @@ public struct Router: HTTPHandler {
         add(method, path, .async { try await handler.respond(to: $0) })
     }
 
-    /// `GET` route (also answers `HEAD`). ``on(_:_:use:)-(_,_,(Request)->Response)`` describes inline handlers.
+    /// `GET` route (also answers `HEAD`). ``on(_:_:use:)-6xnqa`` describes inline handlers.
     public mutating func get(_ path: String, use handler: @escaping @Sendable (Request) throws -> Response) {
         on(.get, path, use: handler)
     }
