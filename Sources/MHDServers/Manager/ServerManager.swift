@@ -83,14 +83,14 @@ public final class ServerManager: Sendable {
     ///   - shutdownTimeout: the drain deadline for in-flight requests (default 10 seconds).
     ///   - drainDelay: how long to keep accepting, with readiness probes answering 503, before
     ///     new connections are refused (default zero; a few seconds behind a load balancer).
-    ///
-    /// ```swift
-    /// let manager = ServerManager(logger: logger, shutdownTimeout: .seconds(25), drainDelay: .seconds(5))
-    /// ```
     ///   - notifiesSystemd: whether to tell systemd (a `Type=notify` unit, `NOTIFY_SOCKET` set) when
     ///     the servers are ready (`READY=1`) and when the drain starts (`STOPPING=1`), with
     ///     `STATUS=` lines, and to send the watchdog's `WATCHDOG=1` when the unit sets
     ///     `WatchdogSec=` (default true; nothing is sent without `NOTIFY_SOCKET`).
+    ///
+    /// ```swift
+    /// let manager = ServerManager(logger: logger, shutdownTimeout: .seconds(25), drainDelay: .seconds(5))
+    /// ```
     public convenience init(
         logger: Logger = Logger(label: "MHDServers"), shutdownTimeout: Duration = .seconds(10),
         drainDelay: Duration = .zero, notifiesSystemd: Bool = true
