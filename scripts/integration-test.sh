@@ -46,7 +46,8 @@ pass() { PASSED=$((PASSED + 1)); echo "  ok    $1"; }
 fail() { FAILED=$((FAILED + 1)); FAILURES+=("$1"); echo "  FAIL  $1${2:+: $2}"; }
 check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
 
-# A run of 23 free ports (nothing listening, bindable now).
+# A run of 23 free ports (nothing listening, bindable now), below the kernel's ephemeral range
+# (32768 and up), so no outgoing connection of this machine can take one in between.
 BASE=$(python3 - <<'PY'
 import random, socket
 def free(p):
@@ -58,7 +59,7 @@ def free(p):
     finally:
         s.close()
 for _ in range(200):
-    base = random.randrange(20000, 40000)
+    base = random.randrange(20000, 32768 - 23)
     if all(free(base + i) for i in range(23)):
         print(base); break
 PY
@@ -858,6 +859,46 @@ PY
     check "log: servers stopped" bash -c "grep -q 'public stopped' '$LOG' && grep -q 'admin stopped' '$LOG'"
 else
     fail "both servers start" "$(cat "$ERR")"
+fi
+
+echo
+echo "== Prometheus: every route's series from the start, latency buckets that resolve an API's quantiles"
+if start metrics-fresh --public-port "$P" --admin-port "$A"; then
+    check "before any request: every public route's series, at zero, with 100 µs … 10 s buckets" "$PROM_PYTHON" - "$A" <<'PY'
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/admin/metrics", headers={"Accept": "text/plain"}), timeout=10) as r:
+    text = r.read().decode()
+samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+def routes(name, **labels):
+    return {s.labels["route"]: s.value for s in samples if s.name == name and s.labels["server"] == "public"
+            and all(s.labels.get(k) == v for k, v in labels.items())}
+totals = routes("http_server_requests_total", status="2xx")
+assert {"/api/hello", "/api/status", "unmatched"} <= set(totals) and set(totals.values()) == {0}, totals
+bounds = sorted({float(s.labels["le"]) for s in samples if s.name == "http_server_request_duration_seconds_bucket"})
+assert bounds[0] == 0.0001 and 10.0 in bounds and len(bounds) == 17, bounds
+PY
+    for _ in $(seq 100); do curl -s --max-time 10 "http://127.0.0.1:$P/api/hello" >/dev/null; done
+    check "p99 of GET /api/hello from the buckets resolves below 5 ms (histogram_quantile's interpolation)" "$PROM_PYTHON" - "$A" <<'PY'
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/admin/metrics", headers={"Accept": "text/plain"}), timeout=10) as r:
+    text = r.read().decode()
+buckets = sorted((float(s.labels["le"]), s.value) for f in text_string_to_metric_families(text) for s in f.samples
+                 if s.name == "http_server_request_duration_seconds_bucket" and s.labels["route"] == "/api/hello")
+count = buckets[-1][1]
+rank, lower, below = 0.99 * count, 0.0, 0.0
+for bound, cumulative in buckets:
+    if cumulative >= rank:
+        p99 = lower + (bound - lower) * (rank - below) / max(cumulative - below, 1)
+        break
+    lower, below = bound, cumulative
+print(f"    {int(count)} requests, p99 ~ {p99 * 1000:.3f} ms")
+assert count == 100 and p99 < 0.005, (count, p99)
+PY
+    stop_with TERM
+else
+    fail "start for the metrics check" "$(cat "$ERR")"
 fi
 
 echo

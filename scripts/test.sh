@@ -40,6 +40,11 @@ scripts/grpc-example-test.sh
 echo
 echo "== deploy files checked by the real tools"
 scripts/check-systemd.sh
+scripts/check-kubernetes.sh
+
+echo
+echo "== API documentation (DocC, warnings as errors)"
+scripts/docs.sh
 
 echo
 echo "== benchmark smoke run"
