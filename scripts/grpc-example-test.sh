@@ -30,20 +30,6 @@ from importlib.metadata import version
 print(f"== clients: grpcio {grpc.__version__}, grpcio-health-checking {version('grpcio-health-checking')}, protobuf {google.protobuf.__version__}")
 PY
 
-echo "== the README's gRPC excerpt is the example's code"
-python3 - "$EXAMPLE/Sources/http-grpc" <<'PY'
-import glob, re, sys
-code = "\n".join(open(path).read() for path in glob.glob(sys.argv[1] + "/*.swift"))
-lines = {line.strip() for line in code.split("\n")}
-readme = open("README.md").read()
-blocks = [b for b in re.findall(r"```swift\n(.*?)```", readme, re.S) if "import GRPCCore" in b]
-missing = [l.strip() for b in blocks for l in b.split("\n") if l.strip() and l.strip() not in lines]
-if not blocks or missing:
-    print("grpc-example-test: README lines not in the example:", *(missing or ["(no excerpt found)"]), sep="\n  ")
-    sys.exit(1)
-print(f"ok - {sum(len(b.splitlines()) for b in blocks)} README lines found in the example")
-PY
-
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 protoc --proto_path="$EXAMPLE/Protos" --include_imports --descriptor_set_out="$WORK/greeter.pb" greeter/v1/greeter.proto
