@@ -1,6 +1,6 @@
 /// Where an async handler's exchange is, as seen by three parties: the handler's task, the
 /// engine thread that dispatched it, and the shutdown path. A value with mutating transitions
-/// that say what to do; ``RequestContext`` keeps it under a lock and carries the actions out
+/// that say what to do; ``EngineRequest`` keeps it under a lock and carries the actions out
 /// there, so the connection is suspended at most once and resumed exactly once, whoever comes
 /// first.
 ///

@@ -11,7 +11,7 @@ extension Engine {
     /// suspended, and a shutdown either abandons a suspended connection or prevents its
     /// suspension.
     func runAsync(
-        _ context: RequestContext, _ request: Request,
+        _ context: EngineRequest, _ request: Request,
         _ handler: @escaping @Sendable (Request) async throws -> Response
     ) -> MHD_Result {
         let route = context.route

@@ -20,13 +20,13 @@ extension Engine {
         let raw = slot.pointee ?? began(connection, target: nil)
         slot.pointee = raw
         // The engine owns the context until `NOTIFY_COMPLETED`: borrowed, no retain/release.
-        return Unmanaged<RequestContext>.fromOpaque(raw)._withUnsafeGuaranteedRef { context in
+        return Unmanaged<EngineRequest>.fromOpaque(raw)._withUnsafeGuaranteedRef { context in
             access(context, connection, url, method, version, uploadData, uploadSize)
         }
     }
 
     private func access(
-        _ context: RequestContext,
+        _ context: EngineRequest,
         _ connection: OpaquePointer,
         _ url: UnsafePointer<CChar>,
         _ method: UnsafePointer<CChar>,

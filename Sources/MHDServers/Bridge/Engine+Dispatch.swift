@@ -8,7 +8,7 @@ import Glibc
 /// From a complete request to a queued response: routing, inline handlers, probes, errors.
 extension Engine {
     func dispatch(
-        _ context: RequestContext, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>,
+        _ context: EngineRequest, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>,
         version: UnsafePointer<CChar>
     ) -> MHD_Result {
         if context.bodyOverflow {
@@ -54,7 +54,7 @@ extension Engine {
     }
 
     func makeRequest(
-        _ context: RequestContext, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>,
+        _ context: EngineRequest, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>,
         version: UnsafePointer<CChar>
     ) -> Request {
         let connection = context.connection
@@ -103,7 +103,7 @@ extension Engine {
     /// long query (a few hundred parameters) does not fit, neither answer nor complete the
     /// request (libmicrohttpd 0.9.75 loses its own 431 when it goes on to read the headers).
     func began(_ connection: OpaquePointer, target: UnsafePointer<CChar>?) -> UnsafeMutableRawPointer {
-        let context = RequestContext(connection: connection, stats: stats)
+        let context = EngineRequest(connection: connection, stats: stats)
         if let target {
             context.rawTarget = target
             context.rawTargetLength = strlen(target)
@@ -142,7 +142,7 @@ extension Engine {
         return Engine.internalError
     }
 
-    func queue(_ response: Response, on context: RequestContext, close: Bool = false) -> MHD_Result {
+    func queue(_ response: Response, on context: EngineRequest, close: Bool = false) -> MHD_Result {
         context.phase = .answered
         context.status = response.status.code
         let closing = close || closesConnections.load(ordering: .relaxed)

@@ -7,7 +7,7 @@ extension Engine {
     func completed(_ slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ code: MHD_RequestTerminationCode) {
         guard let slot, let raw = slot.pointee else { return }
         slot.pointee = nil
-        let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
+        let context = Unmanaged<EngineRequest>.fromOpaque(raw).takeRetainedValue()
         Engine.withConnectionState(context.connection) { $0.requestComplete() }
         guard
             let status = context.end(

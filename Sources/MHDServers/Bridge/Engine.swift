@@ -15,7 +15,7 @@ import Glibc
 /// ``Supervisor`` (deadlines and hang-ups the engine does not see).
 ///
 /// Request flow:
-/// 1. URI callback (request line read): create the ``RequestContext``; the request counts as
+/// 1. URI callback (request line read): create the ``EngineRequest``; the request counts as
 ///    in flight from here.
 /// 2. First access callback (headers only): reject early only what can never succeed (see
 ///    ``RequestGuard``), since a response queued here makes the engine drop keep-alive.

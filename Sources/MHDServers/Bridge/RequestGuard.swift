@@ -29,7 +29,7 @@ enum RequestGuard {
     static let invalidTarget = Response.error(.badRequest, message: "invalid request target")
 
     /// A response that rejects the request outright, or `nil` to go on.
-    static func check(_ context: RequestContext, limits: ServerConfig.Limits) -> Response? {
+    static func check(_ context: EngineRequest, limits: ServerConfig.Limits) -> Response? {
         if context.invalidTarget { return invalidTarget }
         if context.malformedHeader { return malformedField }
         var length: String?
@@ -84,7 +84,7 @@ enum RequestGuard {
     /// at such a byte and would route `/admin\0/../x` as `/admin`. Its request-line parser leaves
     /// the version right behind the target's terminating NUL; a NUL inside the target puts more
     /// bytes in between. Both pointers point into the engine's read buffer.
-    static func hasRawNUL(_ context: RequestContext, url: UnsafePointer<CChar>, version: UnsafePointer<CChar>) -> Bool {
+    static func hasRawNUL(_ context: EngineRequest, url: UnsafePointer<CChar>, version: UnsafePointer<CChar>) -> Bool {
         guard let raw = context.rawTarget, raw == url else { return false }
         return raw + context.rawTargetLength + 1 != version
     }

@@ -3,7 +3,7 @@
 /// suspended, so `MHD_stop_daemon` never meets a suspended connection (it would abort).
 final class SuspendedConnections: Sendable {
     private struct State {
-        var contexts: [ObjectIdentifier: RequestContext] = [:]
+        var contexts: [ObjectIdentifier: EngineRequest] = [:]
         var stopping = false
     }
     private let state = Locked(State())
@@ -11,7 +11,7 @@ final class SuspendedConnections: Sendable {
     /// Runs `suspend` and registers `context`, unless the server is stopping; both under the
     /// registry's lock, so a shutdown either sees the context or prevents the suspension.
     /// Returns whether the context was registered.
-    func register(_ context: RequestContext, _ suspend: (_ stopping: Bool) -> Bool) -> Bool {
+    func register(_ context: EngineRequest, _ suspend: (_ stopping: Bool) -> Bool) -> Bool {
         state.withLock { state in
             guard suspend(state.stopping) else { return false }
             state.contexts[ObjectIdentifier(context)] = context
@@ -20,15 +20,15 @@ final class SuspendedConnections: Sendable {
     }
 
     /// The handler finished and resumed its connection.
-    func remove(_ context: RequestContext) {
+    func remove(_ context: EngineRequest) {
         _ = state.withLock { $0.contexts.removeValue(forKey: ObjectIdentifier(context)) }
     }
 
     /// Everything suspended now (for the supervisor's hang-up check).
-    var all: [RequestContext] { state.withLock { Array($0.contexts.values) } }
+    var all: [EngineRequest] { state.withLock { Array($0.contexts.values) } }
 
     /// From now on nothing is suspended; returns what still is, to abandon.
-    func stopSuspending() -> [RequestContext] {
+    func stopSuspending() -> [EngineRequest] {
         state.withLock { state in
             state.stopping = true
             return Array(state.contexts.values)

@@ -11,7 +11,7 @@ import Glibc
 /// Fields under "engine thread" are touched only by the engine thread that is processing the
 /// connection (the engine serialises callbacks per connection). ``exchange`` is what a handler
 /// task and the shutdown path may touch from other threads.
-final class RequestContext: @unchecked Sendable {
+final class EngineRequest: @unchecked Sendable {
     // engine thread
     let connection: OpaquePointer
     let startedAt: UInt64
