@@ -14,7 +14,6 @@ extension Engine {
         _ context: EngineRequest, _ request: Request,
         _ handler: @escaping @Sendable (Request) async throws -> Response
     ) -> MHD_Result {
-        let route = context.route
         context.exchange = Locked(AsyncExchange())
         let task = Task.immediate {
             let response: Response
@@ -23,7 +22,7 @@ extension Engine {
             } catch {
                 // Cancelled by us (client gone, or abandoned at shutdown): not a handler failure.
                 let cancelled = context.exchange.withLock { $0.cancelledByServer }
-                response = cancelled ? Engine.shuttingDown : self.failure(error, request, route: route)
+                response = cancelled ? Engine.shuttingDown : .failure(error, for: request)
             }
             if context.finish(with: response) { self.suspended.remove(context) }
         }

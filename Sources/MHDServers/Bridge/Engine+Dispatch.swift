@@ -27,30 +27,44 @@ extension Engine {
                 return queue(isReady ? Engine.readyProbe : Engine.drainingProbe, on: context)
             }
         }
+        request.context.logger = logger
         if let router {
             switch router.resolve(&request) {
-            case .handler(.sync(let handler), let route):
+            case .handler(let handler, let route):
                 context.route = route
-                let response: Response
-                do {
-                    response = try handler(request)
-                } catch {
-                    response = failure(error, request, route: route)
-                }
-                return queue(response, on: context)
-            case .handler(.async(let handler), let route):
-                context.route = route
-                return runAsync(context, request, handler)
+                return run(handler, context, request)
             case .answered(let response):
-                return queue(response, on: context)
+                return answer(response, router, context, request)
             case .notFound:
-                return queue(Router.notFoundResponse, on: context)
+                return answer(Router.notFoundResponse, router, context, request)
             case .methodNotAllowed(let allow):
-                return queue(Router.methodNotAllowed(allow: allow), on: context)
+                return answer(Router.methodNotAllowed(allow: allow), router, context, request)
             }
         }
         let handler = self.handler!
         return runAsync(context, request) { try await handler.respond(to: $0) }
+    }
+
+    /// Runs a route's chain: inline on this thread, or as a task (see ``runAsync(_:_:_:)``).
+    private func run(_ handler: Router.Handler, _ context: EngineRequest, _ request: Request) -> MHD_Result {
+        switch handler {
+        case .sync(let handler):
+            let response: Response
+            do {
+                response = try handler(request)
+            } catch {
+                response = .failure(error, for: request)
+            }
+            return queue(response, on: context)
+        case .async(let handler):
+            return runAsync(context, request, handler)
+        }
+    }
+
+    /// An answer no route gave (404, 405, an interceptor's), through the router's middleware.
+    private func answer(_ response: Response, _ router: Router, _ context: EngineRequest, _ request: Request) -> MHD_Result {
+        guard let chain = router.fallback(response) else { return queue(response, on: context) }
+        return run(chain, context, request)
     }
 
     func makeRequest(
@@ -121,30 +135,15 @@ extension Engine {
         return Unmanaged.passRetained(context).toOpaque()
     }
 
-    /// The response for a thrown error: an ``HTTPError`` answers as it says, anything else is
-    /// logged and answered with a generic 500.
-    func failure(_ error: any Error, _ request: Request, route: Int) -> Response {
-        if let error = error as? HTTPError {
-            if error.status.isServerError {
-                stats.handlerFailed()
-                metrics.handlerFailed(route: route)
-            }
-            return error.response
-        }
-        stats.handlerFailed()
-        metrics.handlerFailed(route: route)
-        logger.error(
-            "handler failed",
-            metadata: [
-                "server": "\(config.name)", "method": "\(request.method)", "path": "\(request.path)",
-                "error": "\(String(reflecting: error))",
-            ])
-        return Engine.internalError
-    }
-
     func queue(_ response: Response, on context: EngineRequest, close: Bool = false) -> MHD_Result {
         context.phase = .answered
         context.status = response.status.code
+        // The answer to a thrown error with a server-error status counts as a handler failure,
+        // wherever the error was mapped (a handler, a middleware).
+        if response.error != nil && response.status.isServerError {
+            stats.handlerFailed()
+            metrics.handlerFailed(route: context.route)
+        }
         let closing = close || closesConnections.load(ordering: .relaxed)
         if let native = response.native, !closing {
             return MHD_queue_response(context.connection, native.status, native.pointer)
@@ -153,7 +152,6 @@ extension Engine {
         return MHD_queue_response(context.connection, transient.status, transient.pointer)
     }
 
-    static let internalError = Response.error(.internalServerError).reusable()
     // Probes answer for this moment only: no cache may keep a "ready" through a drain.
     static let aliveProbe = Response.json(raw: #"{"status":"alive"}"#).uncached().reusable()
     static let readyProbe = Response.json(raw: #"{"status":"ready"}"#).uncached().reusable()

@@ -77,12 +77,14 @@ final class Engine: @unchecked Sendable {
         self.socket = socket
         switch responder {
         case .router(let router):
-            self.router = router
+            self.router = router.compiled()
             self.handler = nil
         case .handler(let handler):
             self.router = nil
             self.handler = handler
         }
+        var logger = logger
+        if logger[metadataKey: "server"] == nil { logger[metadataKey: "server"] = "\(config.name)" }
         self.logger = logger
         self.stats = stats
         self.drainSignal = DrainSignal(stats: stats)

@@ -39,6 +39,9 @@ public struct Request: Sendable {
     public var parameters: Parameters
     /// The HTTP version from the request line, for example `HTTP/1.1`.
     public var version: String
+    /// What middleware learned about this request, for the handler (request ID, logger,
+    /// identity, values of your own).
+    public var context: RequestContext
 
     /// Creates a request, mostly useful for calling a handler directly in unit tests.
     public init(
@@ -59,6 +62,7 @@ public struct Request: Sendable {
         self.peer = nil
         self.parameters = Parameters()
         self.version = version
+        self.context = RequestContext()
     }
 
     /// The body as UTF-8 text (invalid sequences are repaired).

@@ -40,11 +40,14 @@ public struct Response: Sendable {
     var storage: Storage
     /// A native response built once and shared by every request (see ``reusable()``).
     var native: NativeResponse?
+    /// The error this response answers, when it comes from the error mapping.
+    var error: (any Error)?
 
     /// Creates a response from a status, headers and body bytes.
     public init(status: HTTPStatus = .ok, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
         storage = Storage(status: status, headers: headers, body: body)
         native = nil
+        error = nil
     }
 
     /// A `text/plain; charset=utf-8` response.

@@ -32,6 +32,10 @@ public struct Router: HTTPHandler {
     struct Entry: Sendable {
         let handler: Handler
         let route: Int
+
+        func wrapped(in stack: [any Middleware]) -> Entry {
+            Entry(handler: MiddlewareChain.compose(stack, around: handler), route: route)
+        }
     }
 
     /// The result of looking a request up.
@@ -48,6 +52,16 @@ public struct Router: HTTPHandler {
         var wildcard: [HTTPMethod: Entry] = [:]
         var handlers: [HTTPMethod: Entry] = [:]
 
+        /// A deep copy with every entry transformed.
+        func mapEntries(_ transform: (Entry) -> Entry) -> Node {
+            let node = Node()
+            node.literals = literals.mapValues { $0.mapEntries(transform) }
+            node.parameter = parameter.map { ($0.name, $0.node.mapEntries(transform)) }
+            node.wildcard = wildcard.mapValues(transform)
+            node.handlers = handlers.mapValues(transform)
+            return node
+        }
+
         func copy() -> Node {
             let node = Node()
             node.literals = literals.mapValues { $0.copy() }
@@ -62,6 +76,10 @@ public struct Router: HTTPHandler {
     private var exact: [String: [HTTPMethod: Entry]] = [:]
     private var root = Node()
     private var interceptors: [@Sendable (Request) -> Response?] = []
+    /// Middleware around every request this router answers (first = outermost).
+    private var middleware: [any Middleware] = []
+    /// The routes already carry ``middleware`` (see ``compiled()``).
+    private var isCompiled = false
     /// Method and pattern of every route, indexed by route number (for metrics).
     private(set) var routeLabels: [(method: String, pattern: String)] = []
 
@@ -186,9 +204,9 @@ public struct Router: HTTPHandler {
         }
     }
 
-    /// Adds every route of `other` under `prefix`. Interceptors of `other` (such as
-    /// ``requireBearerToken(_:realm:)``) then apply to this whole router: mounting never
-    /// drops a check.
+    /// Adds every route of `other` under `prefix`. The middleware of `other` wrap its routes
+    /// only (it becomes a group); its interceptors (such as ``requireBearerToken(_:realm:)``)
+    /// apply to this whole router: mounting never drops a check.
     ///
     /// ```swift
     /// var api = Router(); api.get("/hello") { _ in .text("hi") }
@@ -197,8 +215,65 @@ public struct Router: HTTPHandler {
     public mutating func mount(_ prefix: String, _ other: Router) {
         interceptors += other.interceptors
         for (path, handlers) in other.routes() {
-            for (method, entry) in handlers { add(method, Self.join(prefix, path), entry.handler) }
+            for (method, entry) in handlers {
+                add(method, Self.join(prefix, path), MiddlewareChain.compose(other.middleware, around: entry.handler))
+            }
         }
+    }
+
+    // MARK: Middleware
+
+    /// Adds `middleware` around every request this router answers — its routes, and its 404,
+    /// 405 and interceptor answers — after (inside) the middleware added before it, whether the
+    /// routes were added before or after.
+    ///
+    /// ```swift
+    /// router.add(middleware: RequestIDMiddleware())
+    /// router.add(middleware: CORSMiddleware(allowedOrigins: .list(["https://app.example.com"])))
+    /// ```
+    public mutating func add(middleware: any Middleware) {
+        precondition(!isCompiled, "a running server's router cannot take middleware")
+        self.middleware.append(middleware)
+    }
+
+    /// Adds the routes `build` registers, under `prefix`, wrapped in `middleware` (and in any
+    /// middleware `build` adds): middleware for a group of routes only. This router's own
+    /// middleware still wrap them, outside the group's.
+    ///
+    /// ```swift
+    /// router.group("/admin", middleware: [BearerTokenMiddleware(token: "s3cret")]) { admin in
+    ///     admin.get("/stats") { _ in .text("only with the token") }
+    /// }
+    /// router.get("/public") { _ in .text("for everyone") }
+    /// ```
+    public mutating func group(
+        _ prefix: String = "/", middleware: [any Middleware] = [], _ build: (inout Router) -> Void
+    ) {
+        var group = Router()
+        group.middleware = middleware
+        build(&group)
+        mount(prefix, group)
+    }
+
+    /// Whether the router has middleware of its own (the routes' chains are built by ``compiled()``).
+    var hasMiddleware: Bool { !middleware.isEmpty }
+
+    /// The router the server runs: every route's handler wrapped in the router's middleware.
+    func compiled() -> Router {
+        guard !middleware.isEmpty, !isCompiled else { return self }
+        var copy = self
+        copy.isCompiled = true
+        let stack = middleware
+        copy.exact = exact.mapValues { $0.mapValues { $0.wrapped(in: stack) } }
+        copy.root = root.mapEntries { $0.wrapped(in: stack) }
+        return copy
+    }
+
+    /// An answer that no route gave (404, 405, an interceptor's) through the router's
+    /// middleware; `nil` without middleware.
+    func fallback(_ answer: Response) -> Handler? {
+        guard !middleware.isEmpty else { return nil }
+        return MiddlewareChain.compose(middleware, around: .sync { _ in answer })
     }
 
     // MARK: Internals
@@ -258,20 +333,23 @@ public struct Router: HTTPHandler {
             if let response = check(request) { return .answered(response) }
         }
         if let handlers = exact[request.path] ?? exact[Self.normalize(request.path)] {
-            return Self.pick(handlers, request.method)
+            return pick(handlers, &request)
         }
         let segments = Self.segments(request.path)
         var parameters = Request.Parameters()
         if let handlers = Self.match(root, segments[...], &parameters) {
             request.parameters = parameters
-            return Self.pick(handlers, request.method)
+            return pick(handlers, &request)
         }
         return .notFound
     }
 
-    private static func pick(_ handlers: [HTTPMethod: Entry], _ method: HTTPMethod) -> Resolution {
-        if let entry = handlers[method] { return .handler(entry.handler, route: entry.route) }
-        if method == .head, let entry = handlers[.get] { return .handler(entry.handler, route: entry.route) }
+    private func pick(_ handlers: [HTTPMethod: Entry], _ request: inout Request) -> Resolution {
+        let method = request.method
+        if let entry = handlers[method] ?? (method == .head ? handlers[.get] : nil) {
+            request.context.route = routeLabels[entry.route].pattern
+            return .handler(entry.handler, route: entry.route)
+        }
         var allowed = Set(handlers.keys.map(\.rawValue))
         if allowed.contains("GET") { allowed.insert("HEAD") }
         return .methodNotAllowed(allow: allowed.sorted().joined(separator: ", "))
@@ -318,16 +396,26 @@ public struct Router: HTTPHandler {
 
     // MARK: HTTPHandler
 
-    /// Answers `request` by routing it (used when the router is nested or called directly).
+    /// Answers `request` as a server running this router would (middleware, routing, error
+    /// mapping), without the server: when the router is nested, or called directly in a test.
+    /// It never throws: a thrown error is answered by the error mapping.
+    ///
+    /// ```swift
+    /// let response = try await router.respond(to: Request(method: .get, path: "/hello"))
+    /// ```
     public func respond(to request: Request) async throws -> Response {
+        let router = compiled()
         var request = request
-        switch resolve(&request) {
-        case .handler(.sync(let handler), _): return try handler(request)
-        case .handler(.async(let handler), _): return try await handler(request)
-        case .answered(let response): return response
-        case .notFound: return Router.notFoundResponse
-        case .methodNotAllowed(let allow): return Router.methodNotAllowed(allow: allow)
+        let handler: Handler
+        switch router.resolve(&request) {
+        case .handler(let resolved, _): handler = resolved
+        case .answered(let response): handler = router.fallback(response) ?? .sync { _ in response }
+        case .notFound: handler = router.fallback(Router.notFoundResponse) ?? .sync { _ in Router.notFoundResponse }
+        case .methodNotAllowed(let allow):
+            let response = Router.methodNotAllowed(allow: allow)
+            handler = router.fallback(response) ?? .sync { _ in response }
         }
+        return await MiddlewareChain.answering(handler)(request)
     }
 
     static let notFoundResponse = Response.error(.notFound).reusable()
