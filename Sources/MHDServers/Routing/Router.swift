@@ -179,9 +179,8 @@ public struct Router: HTTPHandler {
         interceptors.append(check)
     }
 
-    /// Answers 401 (with `WWW-Authenticate: Bearer`) to every request without
-    /// `Authorization: Bearer <token>`. The comparison takes the same time whatever the
-    /// mismatch, and the token is never logged or echoed.
+    /// Answers 401 (with `WWW-Authenticate: Bearer`) to every request of this router without
+    /// `Authorization: Bearer <token>`: adds a ``BearerTokenMiddleware``.
     ///
     /// ```swift
     /// if let token = ProcessInfo.processInfo.environment["ADMIN_TOKEN"] {
@@ -189,24 +188,12 @@ public struct Router: HTTPHandler {
     /// }
     /// ```
     public mutating func requireBearerToken(_ token: String, realm: String = "admin") {
-        let expected = Array(token.utf8)
-        var denied = Response.error(.unauthorized, message: "a valid bearer token is required")
-        denied.headers["WWW-Authenticate"] = "Bearer realm=\"\(realm)\""
-        let answer = denied.reusable()
-        intercept { request in
-            guard let header = request.headers["Authorization"] else { return answer }
-            let bytes = Array(header.utf8)
-            let prefix = Array("Bearer ".utf8)
-            guard bytes.count >= prefix.count,
-                zip(bytes.prefix(prefix.count), prefix).allSatisfy({ ($0 | 0x20) == ($1 | 0x20) })
-            else { return answer }
-            return constantTimeEquals(Array(bytes.dropFirst(prefix.count)), expected) ? nil : answer
-        }
+        add(middleware: BearerTokenMiddleware(token: token, realm: realm))
     }
 
-    /// Adds every route of `other` under `prefix`. The middleware of `other` wrap its routes
-    /// only (it becomes a group); its interceptors (such as ``requireBearerToken(_:realm:)``)
-    /// apply to this whole router: mounting never drops a check.
+    /// Adds every route of `other` under `prefix`. The middleware of `other` (such as
+    /// ``requireBearerToken(_:realm:)``) wrap its routes only: it becomes a group. Its
+    /// interceptors apply to this whole router: mounting never drops a check.
     ///
     /// ```swift
     /// var api = Router(); api.get("/hello") { _ in .text("hi") }
