@@ -41,6 +41,7 @@ echo
 echo "== deploy files checked by the real tools"
 scripts/check-systemd.sh
 scripts/check-kubernetes.sh
+scripts/check-dockerfile.sh
 
 echo
 echo "== API documentation (DocC, warnings as errors)"
