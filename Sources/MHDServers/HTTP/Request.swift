@@ -68,14 +68,20 @@ public struct Request: Sendable {
     /// The body as UTF-8 text (invalid sequences are repaired).
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 
-    /// Decodes the JSON body as `type`; a malformed or mismatched body throws ``HTTPError`` 400.
+    /// Decodes the JSON body as `type` with the router's ``JSONCoding`` (or `decoder`). A body
+    /// that says it is not JSON (`Content-Type`) throws ``HTTPError`` 415, unless the coding
+    /// allows it; a malformed or mismatched body throws ``HTTPError`` 400.
     ///
     /// ```swift
     /// let input = try request.decode(CreateUser.self)
     /// ```
-    public func decode<T: Decodable>(_ type: T.Type, decoder: JSONDecoder = JSONDecoder()) throws -> T {
+    public func decode<T: Decodable>(_ type: T.Type, decoder: JSONDecoder? = nil) throws -> T {
+        let coding = JSONCoding.current
+        if coding.requiresJSONContentType, let contentType = headers["Content-Type"], !JSONCoding.isJSON(contentType) {
+            throw HTTPError(.unsupportedMediaType, message: "the body must be JSON (Content-Type: application/json), not \(contentType)")
+        }
         do {
-            return try decoder.decode(T.self, from: Data(body))
+            return try (decoder ?? coding.decoder).decode(T.self, from: Data(body))
         } catch {
             throw HTTPError(.badRequest, message: "Malformed JSON body: \(Self.describe(error))")
         }

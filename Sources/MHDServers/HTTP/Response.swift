@@ -61,8 +61,8 @@ public struct Response: Sendable {
 
     /// An `application/json` response encoding `value`.
     ///
-    /// Without an `encoder`, one shared encoder configured like ``defaultEncoder`` is used, so
-    /// a JSON response does not build a new encoder per request.
+    /// Without an `encoder`, the router's ``JSONCoding`` encodes it (``JSONCoding/standard`` by
+    /// default: one shared encoder, never one per request).
     ///
     /// ```swift
     /// router.get("/status") { _ in try .json(["status": "ok"]) }
@@ -70,7 +70,7 @@ public struct Response: Sendable {
     public static func json<T: Encodable>(
         _ value: T, status: HTTPStatus = .ok, encoder: JSONEncoder? = nil
     ) throws -> Response {
-        let data = try (encoder ?? sharedEncoder).encode(value)
+        let data = try (encoder ?? JSONCoding.current.encoder).encode(value)
         return Response(status: status, headers: ["Content-Type": "application/json"], body: Array(data))
     }
 
@@ -120,19 +120,9 @@ public struct Response: Sendable {
         return copy
     }
 
-    /// The encoder configuration ``json(_:status:encoder:)`` uses by default (sorted keys, no
-    /// escaped slashes, ISO 8601 dates): a new instance each time, to adjust and pass in.
-    public static var defaultEncoder: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        return encoder
-    }
-}
-
-extension Response {
-    /// One encoder shared by every default JSON response (JSONEncoder is thread-safe).
-    static let sharedEncoder = Response.defaultEncoder
+    /// The standard encoder (sorted keys, no escaped slashes, ISO 8601 dates): a new instance
+    /// each time, to adjust and pass in. The same as ``JSONCoding/standardEncoder()``.
+    public static var defaultEncoder: JSONEncoder { JSONCoding.standardEncoder() }
 }
 
 /// Quotes a string as a JSON string literal.

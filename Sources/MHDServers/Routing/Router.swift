@@ -33,8 +33,10 @@ public struct Router: HTTPHandler {
         let handler: Handler
         let route: Int
 
-        func wrapped(in stack: [any Middleware]) -> Entry {
-            Entry(handler: MiddlewareChain.compose(stack, around: handler), route: route)
+        /// The handler inside `stack`, all with `json` in effect.
+        func wrapped(in stack: [any Middleware], json: JSONCoding?) -> Entry {
+            let chain = MiddlewareChain.compose(stack, around: handler)
+            return Entry(handler: json.map { $0.binding(chain) } ?? chain, route: route)
         }
     }
 
@@ -80,6 +82,14 @@ public struct Router: HTTPHandler {
     private var middleware: [any Middleware] = []
     /// The routes already carry ``middleware`` (see ``compiled()``).
     private var isCompiled = false
+
+    /// How this router's handlers and middleware write and read JSON (``JSONCoding/standard``
+    /// when `nil`). A mounted router or a group keeps its own.
+    ///
+    /// ```swift
+    /// router.json = JSONCoding(requiresJSONContentType: false)
+    /// ```
+    public var json: JSONCoding?
     /// Method and pattern of every route, indexed by route number (for metrics).
     private(set) var routeLabels: [(method: String, pattern: String)] = []
 
@@ -203,7 +213,8 @@ public struct Router: HTTPHandler {
         interceptors += other.interceptors
         for (path, handlers) in other.routes() {
             for (method, entry) in handlers {
-                add(method, Self.join(prefix, path), MiddlewareChain.compose(other.middleware, around: entry.handler))
+                let chain = MiddlewareChain.compose(other.middleware, around: entry.handler)
+                add(method, Self.join(prefix, path), other.json.map { $0.binding(chain) } ?? chain)
             }
         }
     }
@@ -247,12 +258,13 @@ public struct Router: HTTPHandler {
 
     /// The router the server runs: every route's handler wrapped in the router's middleware.
     func compiled() -> Router {
-        guard !middleware.isEmpty, !isCompiled else { return self }
+        guard !middleware.isEmpty || json != nil, !isCompiled else { return self }
         var copy = self
         copy.isCompiled = true
-        let stack = middleware
-        copy.exact = exact.mapValues { $0.mapValues { $0.wrapped(in: stack) } }
-        copy.root = root.mapEntries { $0.wrapped(in: stack) }
+        let (stack, json) = (middleware, json)
+        let wrap = { (entry: Entry) in entry.wrapped(in: stack, json: json) }
+        copy.exact = exact.mapValues { $0.mapValues(wrap) }
+        copy.root = root.mapEntries(wrap)
         return copy
     }
 
@@ -260,7 +272,8 @@ public struct Router: HTTPHandler {
     /// middleware; `nil` without middleware.
     func fallback(_ answer: Response) -> Handler? {
         guard !middleware.isEmpty else { return nil }
-        return MiddlewareChain.compose(middleware, around: .sync { _ in answer })
+        let chain = MiddlewareChain.compose(middleware, around: .sync { _ in answer })
+        return json.map { $0.binding(chain) } ?? chain
     }
 
     // MARK: Internals
