@@ -201,7 +201,9 @@ wait_until_answering "$REF_PID" "$OUT/reference.log" "http://$HOST:$REF_PORT/api
 free_port 18410; public=$PORT
 free_port 18430; admin=$PORT
 : >"$OUT/app.log"    # exists before the background process opens it
-"$APP" --public-port "$public" --admin-port "$admin" --bench-routes \
+# Without the demo's request IDs, so plain/async/echo measure the library's bare path; the mw
+# scenario measures an inline middleware chain (request ID + CORS) on its own route.
+"$APP" --public-port "$public" --admin-port "$admin" --bench-routes --no-request-ids \
     --log-level info --shutdown-timeout 10 >"$OUT/app.log" 2>&1 &
 APP_PID=$!
 PIDS+=("$APP_PID")
@@ -243,6 +245,7 @@ for target in reference app; do
     base="http://$HOST:$port"
     check "$target" "$base/api/hello" "$HELLO"
     check "$target" "$base/bench/async" "$HELLO"
+    [[ $target == app ]] && check "$target" "$base/bench/middleware" "$HELLO"
     check "$target" "$base/bench/echo" "\"payload\":\"$PAYLOAD\"" -X POST -H 'Content-Type: application/json' --data-binary "$BODY"
 done
 
@@ -274,19 +277,24 @@ count_errors() {   # count_errors ERRORS WHAT
     if (($1 > 0)); then TOTAL_ERRORS=$((TOTAL_ERRORS + $1)); ERROR_RUNS+=("$2: $1 errors"); fi
 }
 
-SCENARIOS=(plain async echo)
-declare -A PATH_OF=([plain]=/api/hello [async]=/bench/async [echo]=/bench/echo)
-declare -A LUA_OF=([plain]= [async]= [echo]=$OUT/echo.lua)
-declare -A TITLE=([plain]="plain  GET /api/hello" [async]="async  GET /bench/async" [echo]="echo   POST /bench/echo (${#BODY} B JSON)")
+SCENARIOS=(plain mw async echo)
+declare -A PATH_OF=([plain]=/api/hello [mw]=/api/hello [async]=/bench/async [echo]=/bench/echo)
+# Where the app's route differs from the reference's (the C server has no middleware route).
+declare -A APP_PATH_OF=([mw]=/bench/middleware)
+declare -A LUA_OF=([plain]= [mw]= [async]= [echo]=$OUT/echo.lua)
+declare -A TITLE=([plain]="plain  GET /api/hello" [mw]="mw     GET /bench/middleware (request ID + CORS, inline; C: /api/hello)" [async]="async  GET /bench/async" [echo]="echo   POST /bench/echo (${#BODY} B JSON)")
 declare -A PORT_OF=([reference]=$REF_PORT [app]=$APP_PORT)
 declare -A MED_RPS MED_P99 ERRS ROUND_RPS
 GROWTH_BEFORE= GROWTH_AFTER= GROWTH_REQUESTS=0
 
+path_for() {   # path_for TARGET: the scenario's path on that target
+    if [[ $1 == app && -n ${APP_PATH_OF[$scenario]:-} ]]; then echo "${APP_PATH_OF[$scenario]}"; else echo "$path"; fi
+}
 for scenario in "${SCENARIOS[@]}"; do
     path=${PATH_OF[$scenario]} lua=${LUA_OF[$scenario]}
     say "$scenario: warm-up ${WARMUP} s each, then $ROUNDS x (reference, app) x ${DURATION} s"
     for target in reference app; do
-        run_wrk "$OUT/wrk-$scenario-$target-warmup.txt" "http://$HOST:${PORT_OF[$target]}$path" "$WARMUP" "$lua"
+        run_wrk "$OUT/wrk-$scenario-$target-warmup.txt" "http://$HOST:${PORT_OF[$target]}$(path_for "$target")" "$WARMUP" "$lua"
         count_errors "$W_ERR" "$scenario warm-up $target"
     done
     [[ $scenario == plain ]] && GROWTH_BEFORE=$(rss_kb "$APP_PID")
@@ -294,7 +302,7 @@ for scenario in "${SCENARIOS[@]}"; do
     for target in reference app; do ERRS[$scenario.$target]=0 rps[$target]= p99[$target]=; done
     for ((round = 1; round <= ROUNDS; round++)); do
         for target in reference app; do
-            run_wrk "$OUT/wrk-$scenario-$target-$round.txt" "http://$HOST:${PORT_OF[$target]}$path" "$DURATION" "$lua"
+            run_wrk "$OUT/wrk-$scenario-$target-$round.txt" "http://$HOST:${PORT_OF[$target]}$(path_for "$target")" "$DURATION" "$lua"
             rps[$target]+="$W_RPS " p99[$target]+="$W_P99 "
             ERRS[$scenario.$target]=$((${ERRS[$scenario.$target]} + W_ERR))
             count_errors "$W_ERR" "$scenario round $round $target"

@@ -998,6 +998,30 @@ else
 fi
 
 echo
+echo "== request IDs and CORS (middleware) in the demo"
+# header URL [curl args...]: the value of one response header (empty when absent)
+header() { local name=$1; shift; curl -s --max-time 10 -D - -o /dev/null "$@" | tr -d '\r' | awk -v n="$(echo "$name" | tr 'A-Z' 'a-z')" -F': ' 'tolower($1) == n { print $2 }'; }
+if start middleware --public-port "$P" --admin-port "$A" --cors-origin https://app.example.com --log-level debug; then
+    check "a sane caller's X-Request-Id is echoed (public)" bash -c \
+        "$(declare -f header); [[ \$(header X-Request-Id -H 'X-Request-Id: it-123' http://127.0.0.1:$P/api/hello) == it-123 ]]"
+    check "and is the access log's requestID" wait_log "$LOG" "requestID=it-123" 5
+    check "without one, a generated 32-hex ID is echoed (admin too, on a 404 too)" bash -c \
+        "$(declare -f header); for u in $P/api/hello $A/admin/config $P/nope; do id=\$(header X-Request-Id http://127.0.0.1:\$u); [[ \$id =~ ^[0-9a-f]{32}\$ ]] || exit 1; done"
+    check "CORS preflight from the allowed origin: 204 with the allowed methods" bash -c \
+        "out=\$(curl -s --max-time 10 -D - -o /dev/null -X OPTIONS -H 'Origin: https://app.example.com' -H 'Access-Control-Request-Method: GET' http://127.0.0.1:$P/api/hello | tr -d '\r'); [[ \$out == *' 204'* && \$out == *'access-control-allow-origin: https://app.example.com'* && \$out == *'access-control-allow-methods: '*GET* ]]"
+    check "CORS preflight from another origin: 403" bash -c \
+        "$(declare -f status); [[ \$(status -X OPTIONS -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: GET' http://127.0.0.1:$P/api/hello) == 403 ]]"
+    check "a cross-origin GET gets Access-Control-Allow-Origin and X-Request-Id exposed" bash -c \
+        "$(declare -f header); [[ \$(header Access-Control-Allow-Origin -H 'Origin: https://app.example.com' http://127.0.0.1:$P/api/hello) == https://app.example.com && \$(header Access-Control-Expose-Headers -H 'Origin: https://app.example.com' http://127.0.0.1:$P/api/hello) == X-Request-Id ]]"
+    check "no CORS headers for another origin" bash -c \
+        "$(declare -f header); [[ -z \$(header Access-Control-Allow-Origin -H 'Origin: https://evil.example' http://127.0.0.1:$P/api/hello) ]]"
+    stop_with TERM
+else
+    fail "start with middleware" "$(cat "$ERR")"
+fi
+check "--cors-origin must be an origin (exit 64, a clear message)" bash -c \
+    "'$APP' --cors-origin 'app.example.com' 2>&1 | grep -q 'takes an origin'; [[ \${PIPESTATUS[0]} == 64 ]]"
+echo
 echo "== admin bearer token"
 if APP_ADMIN_TOKEN=s3cret-t0ken start token --public-port "$P" --admin-port "$A"; then
     check "admin route without token -> 401" bash -c \

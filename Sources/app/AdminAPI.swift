@@ -9,8 +9,12 @@ struct AdminAPI: ServerLifecycle {
     /// Where the servers' request metrics are collected.
     let registry: PrometheusCollectorRegistry
 
+    /// Accept or generate `X-Request-Id` on every request, echo it, log with it.
+    var requestIDs = true
+
     func registerRoutes(on router: inout Router, context: HTTPServerContext) {
-        if let token { router.requireBearerToken(token) }
+        if requestIDs { router.add(middleware: RequestIDMiddleware()) }
+        if let token { router.add(middleware: BearerTokenMiddleware(token: token, realm: "admin", identity: "admin")) }
         router.get("/admin/metrics") { [registry] request in
             // Prometheus text exposition on request; JSON otherwise.
             // The body depends on Accept: caches must key on it (and keep none of it anyway).

@@ -61,8 +61,16 @@ struct App: AsyncParsableCommand {
     @Option(help: "Extra copies of the public API on ephemeral ports (footprint and startup benchmarks).")
     var extraServers = 0
 
-    @Flag(help: "Add the benchmark routes GET /bench/async and POST /bench/echo to the public server.")
+    @Flag(help: "Add the benchmark routes GET /bench/async, GET /bench/middleware, POST /bench/echo and POST /bench/json to the public server.")
     var benchRoutes = false
+
+    @Option(help: ArgumentHelp(
+        "An origin whose pages may call the public API from a browser (CORS), e.g. https://app.example.com; repeatable.",
+        valueName: "origin"))
+    var corsOrigin: [String] = []
+
+    @Flag(inversion: .prefixedNo, help: "Accept or generate X-Request-Id on every request, echo it and log with it.")
+    var requestIds = true
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
@@ -70,6 +78,9 @@ struct App: AsyncParsableCommand {
         }
         for (name, port) in [("public", publicPort), ("admin", adminPort)] where !(0...65526).contains(port) {
             throw ValidationError("--\(name)-port must be between 0 and 65526 (it has nine fallbacks)")
+        }
+        for origin in corsOrigin where !(origin.hasPrefix("http://") || origin.hasPrefix("https://")) || origin.hasSuffix("/") {
+            throw ValidationError("--cors-origin takes an origin such as https://app.example.com, not '\(origin)'")
         }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must not be negative") }
         guard drainDelay >= 0 else { throw ValidationError("--drain-delay must not be negative") }
@@ -113,15 +124,18 @@ struct App: AsyncParsableCommand {
             }
         }
         let servers = [
-            Server(config: publicConfig, lifecycle: PublicAPI(benchRoutes: benchRoutes)),
+            Server(
+                config: publicConfig,
+                lifecycle: PublicAPI(benchRoutes: benchRoutes, requestIDs: requestIds, corsOrigins: corsOrigin)),
             Server(
                 config: ServerConfig(
                     name: "admin", host: adminHost, port: adminPort, ports: adminPort..<(adminPort + 10), health: health),
-                lifecycle: AdminAPI(shutdownTimeout: shutdownTimeout, token: resolvedAdminToken, registry: registry)),
+                lifecycle: AdminAPI(
+                    shutdownTimeout: shutdownTimeout, token: resolvedAdminToken, registry: registry, requestIDs: requestIds)),
         ] + (0..<max(0, extraServers)).map { index in
             Server(
                 config: ServerConfig(name: "extra-\(index + 1)", host: host, port: 0),
-                lifecycle: PublicAPI(benchRoutes: benchRoutes))
+                lifecycle: PublicAPI(benchRoutes: benchRoutes, requestIDs: requestIds))
         }
         let ready = Task {
             if let started = try? await manager.waitUntilStarted() {

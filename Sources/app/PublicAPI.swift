@@ -1,13 +1,22 @@
 import MHDServers
 
-/// The public server: a greeting and a status probe.
+/// The public server: a greeting and a status probe, every answer with its request ID, and
+/// CORS for the origins given.
 struct PublicAPI: ServerLifecycle {
     static let hello = Response.json(raw: #"{"message":"Hello from the public server!"}"#).reusable()
 
     /// Adds the routes `scripts/bench.sh` measures besides `/api/hello`.
     var benchRoutes = false
+    /// Accept or generate `X-Request-Id` on every request, echo it, log with it.
+    var requestIDs = true
+    /// Origins whose pages may call this API from a browser (none: no CORS headers).
+    var corsOrigins: [String] = []
 
     func registerRoutes(on router: inout Router, context: HTTPServerContext) {
+        if requestIDs { router.add(middleware: RequestIDMiddleware()) }
+        if !corsOrigins.isEmpty {
+            router.add(middleware: CORSMiddleware(allowedOrigins: .list(corsOrigins), exposedHeaders: ["X-Request-Id"]))
+        }
         router.get("/api/hello") { _ in Self.hello }
         router.get("/api/status") { _ in
             try Response.json(
@@ -30,6 +39,11 @@ struct PublicAPI: ServerLifecycle {
             // Decodes and re-encodes the body with Codable: what a typical JSON route costs.
             router.post("/bench/json") { request in
                 try .json(try request.decode(Echo.self))
+            }
+            // The greeting behind the inline middleware users add most (request ID, CORS): what
+            // an inline middleware chain costs.
+            router.group("/bench", middleware: [RequestIDMiddleware(), CORSMiddleware(allowedOrigins: .any)]) { bench in
+                bench.get("/middleware") { _ in Self.hello }
             }
         }
     }

@@ -144,6 +144,10 @@ extension Engine {
             stats.handlerFailed()
             metrics.handlerFailed(route: context.route)
         }
+        // The ID a middleware gave the request (RequestIDMiddleware) is the one to log.
+        if context.accessLog != nil, let id = response.headers["X-Request-Id"] {
+            context.accessLog?.requestID = String(id.prefix(128))
+        }
         let closing = close || closesConnections.load(ordering: .relaxed)
         if let native = response.native, !closing {
             return MHD_queue_response(context.connection, native.status, native.pointer)
