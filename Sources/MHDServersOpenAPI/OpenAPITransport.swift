@@ -29,7 +29,9 @@ import OpenAPIRuntime
 /// - The handler gets an `HTTPRequest` with the method, the path with its query string
 ///   (percent-encoded again from the decoded parameters), the `Host` field as its authority and
 ///   the other header fields, the body (`nil` when the request has none) and the path
-///   parameters named as in the OpenAPI document.
+///   parameters named as in the OpenAPI document. Path parameters are percent-encoded again
+///   too, as the runtime decodes them; `,` and `=` stay as they are, since they separate the
+///   items of array and object parameters (so an encoded `%2C` in a value separates items too).
 /// - The response's body is collected up to ``maxResponseBodySize`` bytes and sent with its
 ///   status and header fields; the server sets `Content-Length` itself.
 /// - An error that carries an HTTP status (the runtime's `ServerError` wrapping a malformed or
@@ -38,6 +40,10 @@ import OpenAPIRuntime
 ///   server's JSON error body; for a request the operation could not decode, its message is
 ///   the runtime's description, for example `Missing required query parameter named: limit`.
 ///   Any other error is logged by the server and answered with a 500.
+///
+/// Mounted next to routes of your own, a parameter at the same position of a path needs the
+/// same name in both (the router's rule); operations of one document may name it differently,
+/// the transport reconciles them.
 ///
 /// The transport is used while routes are declared, on one task; the routes it creates are
 /// `Sendable` and run concurrently.
