@@ -75,13 +75,19 @@ final class Engine: @unchecked Sendable {
     init(config: ServerConfig, socket: ListeningSocket, responder: Responder, logger: Logger, stats: ServerStats) {
         self.config = config
         self.socket = socket
+        let tracing = config.tracesRequests ? TracingMiddleware.bootstrapped() : nil
         switch responder {
         case .router(let router):
-            self.router = router.compiled()
+            self.router = router.compiled(outermost: tracing.map { [$0] } ?? [])
             self.handler = nil
         case .handler(let handler):
             self.router = nil
-            self.handler = handler
+            if let tracing {
+                let traced = MiddlewareChain.answering(tracing.wrap(.async { try await handler.respond(to: $0) }))
+                self.handler = ClosureHandler { await traced($0) }
+            } else {
+                self.handler = handler
+            }
         }
         var logger = logger
         if logger[metadataKey: "server"] == nil { logger[metadataKey: "server"] = "\(config.name)" }

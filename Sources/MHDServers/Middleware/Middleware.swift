@@ -84,6 +84,7 @@ enum MiddlewareChain {
     }
 
     private static func wrap(_ middleware: any Middleware, around inner: Router.Handler) -> Router.Handler {
+        if let tracing = middleware as? TracingMiddleware { return tracing.wrap(inner) }
         switch (middleware as? any InlineMiddleware, inner) {
         case (let inline?, .sync(let handler)):
             return .sync { request in

@@ -257,11 +257,13 @@ public struct Router: HTTPHandler {
     var hasMiddleware: Bool { !middleware.isEmpty }
 
     /// The router the server runs: every route's handler wrapped in the router's middleware.
-    func compiled() -> Router {
-        guard !middleware.isEmpty || json != nil, !isCompiled else { return self }
+    /// `outermost` wraps everything, outside the router's own middleware (the server's tracing).
+    func compiled(outermost: [any Middleware] = []) -> Router {
+        guard !middleware.isEmpty || !outermost.isEmpty || json != nil, !isCompiled else { return self }
         var copy = self
         copy.isCompiled = true
-        let (stack, json) = (middleware, json)
+        copy.middleware = outermost + middleware
+        let (stack, json) = (copy.middleware, json)
         let wrap = { (entry: Entry) in entry.wrapped(in: stack, json: json) }
         copy.exact = exact.mapValues { $0.mapValues(wrap) }
         copy.root = root.mapEntries(wrap)

@@ -25,6 +25,10 @@ public struct ServerConfig: Sendable, Hashable {
     public var ports: [Int]
     /// Connection and request limits.
     public var limits: Limits
+    /// Whether every request gets a server span (``TracingMiddleware``) when a tracer is
+    /// bootstrapped (`InstrumentationSystem.bootstrap`); with none, nothing is traced and nothing
+    /// costs. Default true.
+    public var tracesRequests = true
     /// Threads serving this server's connections; `nil` uses one per CPU this process may use
     /// (see ``effectiveThreadCount``).
     public var threadCount: Int?
