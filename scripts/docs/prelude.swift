@@ -3,6 +3,7 @@
 import Logging
 import MHDServers
 import ServiceLifecycle
+import Tracing
 
 let logger = Logger(label: "docs")
 nonisolated(unsafe) var router = Router()
