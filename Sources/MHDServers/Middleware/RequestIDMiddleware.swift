@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Gives every request an ID: the caller's `X-Request-Id` when it is a sane one (1–128 visible
 /// ASCII characters), else a new one. The ID goes into ``RequestContext/requestID``, into the
 /// request's logger metadata (`request-id`), and back to the caller in the response's
@@ -48,15 +50,38 @@ public struct RequestIDMiddleware: InlineMiddleware {
         return !bytes.isEmpty && bytes.count <= 128 && bytes.allSatisfy { (0x21...0x7E).contains($0) }
     }
 
-    /// 16 random bytes as 32 hex digits (a process-wide generator, never repeated in practice).
+    /// 32 hex digits that look random and never repeat within the process: two rounds of
+    /// SplitMix64 over a counter, keyed by random bits drawn once (no system call per request).
     static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let (high, low) = (generator.next() as UInt64, generator.next() as UInt64)
-        return hex(high) + hex(low)
+        let n = counter.add(1, ordering: .relaxed).newValue
+        return hex(mix(key.0 &+ n), mix(key.1 ^ n))
     }
 
-    private static func hex(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
+    private static let key: (UInt64, UInt64) = {
+        var generator = SystemRandomNumberGenerator()
+        return (generator.next(), generator.next())
+    }()
+    private static let counter = Atomic<UInt64>(0)
+
+    /// SplitMix64's finaliser: a bijection, so distinct inputs give distinct outputs.
+    private static func mix(_ value: UInt64) -> UInt64 {
+        var z = value &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Two words as 32 lowercase hex digits, in one allocation.
+    private static func hex(_ high: UInt64, _ low: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 32) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            for (offset, word) in [(0, high), (16, low)] {
+                for index in 0..<16 {
+                    let nibble = Int((word >> UInt64(60 - 4 * index)) & 0xF)
+                    buffer[offset + index] = digits.utf8Start[nibble]
+                }
+            }
+            return 32
+        }
     }
 }
