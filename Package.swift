@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "MHDServers", targets: ["MHDServers"]),
+        .library(name: "MHDServersTesting", targets: ["MHDServersTesting"]),
         .executable(name: "app", targets: ["app"]),
     ],
     dependencies: [
@@ -32,6 +33,14 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
+        .target(
+            name: "MHDServersTesting",
+            dependencies: [
+                "MHDServers",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "app",
             dependencies: [
@@ -46,6 +55,7 @@ let package = Package(
             name: "MHDServersTests",
             dependencies: [
                 "MHDServers",
+                "MHDServersTesting",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
