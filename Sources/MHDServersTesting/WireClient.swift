@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Dispatch
 import MHDServers
 
 /// A small HTTP/1.1 client: one TCP connection per request, blocking I/O on a thread of its
@@ -56,11 +55,53 @@ struct WireClient: Sendable {
         }
     }
 
-    /// Runs blocking work on a dispatch thread and awaits its result.
+    /// Runs blocking work on a new thread and awaits its result. Not on a dispatch queue: on
+    /// Linux its few threads do not grow when they block, so parallel tests would wait on each
+    /// other.
     private static func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+            let job = ThreadJob { continuation.resume(with: Result { try work() }) }
+            if let failure = job.start() {
+                continuation.resume(throwing: TestClientError(.connectionFailed, "cannot start a thread: \(failure)"))
+            }
         }
+    }
+}
+
+/// A closure run once on a detached thread of its own.
+private final class ThreadJob: Sendable {
+    let work: @Sendable () -> Void
+
+    init(_ work: @escaping @Sendable () -> Void) { self.work = work }
+
+    /// Starts the thread; returns the error code if it could not be created (`work` then
+    /// never runs).
+    func start() -> Int32? {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        #if canImport(Glibc)
+        var thread = pthread_t()
+        #else
+        var thread: pthread_t?
+        #endif
+        let result = pthread_create(&thread, nil, { context in
+            #if canImport(Glibc)
+            let job = Unmanaged<ThreadJob>.fromOpaque(context!).takeRetainedValue()
+            #else
+            let job = Unmanaged<ThreadJob>.fromOpaque(context).takeRetainedValue()
+            #endif
+            job.work()
+            return nil
+        }, context)
+        guard result == 0 else {
+            Unmanaged<ThreadJob>.fromOpaque(context).release()
+            return result
+        }
+        #if canImport(Glibc)
+        pthread_detach(thread)
+        #else
+        pthread_detach(thread!)
+        #endif
+        return nil
     }
 }
 
