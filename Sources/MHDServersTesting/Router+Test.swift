@@ -15,6 +15,9 @@ extension Router {
     /// - Returns: what `body` returns.
     /// - Throws: what `body` throws, or the server's start error.
     ///
+    /// A body whose only `try` is inside `#expect(...)` is written `{ client async throws in`:
+    /// the compiler decides whether a closure throws before it expands macros.
+    ///
     /// ```swift
     /// var router = Router()
     /// router.get("/users/:id") { request in .text("user \(request.parameters["id"]!)") }
@@ -25,6 +28,7 @@ extension Router {
     ///     #expect(response.text == "user 1")
     /// }
     /// ```
+    @discardableResult
     public func test<Value>(
         _ mode: TestMode,
         config: ServerConfig = ServerConfig(name: "test", port: 0),
@@ -58,10 +62,11 @@ extension ServerLifecycle {
     ///     }
     /// }
     ///
-    /// try await PublicAPI().test(.live, config: ServerConfig(name: "public", port: 0)) { client in
+    /// try await PublicAPI().test(.live, config: ServerConfig(name: "public", port: 0)) { client async throws in
     ///     #expect(try await client.execute(.get, "/api/hello").text == "hello from public")
     /// }
     /// ```
+    @discardableResult
     public func test<Value>(
         _ mode: TestMode,
         config: ServerConfig = ServerConfig(name: "test", port: 0),
@@ -98,7 +103,7 @@ extension ServerManager {
     ///     Server(config: ServerConfig(name: "public", port: 0), lifecycle: PublicAPI()),
     ///     Server(config: ServerConfig(name: "admin", port: 0), lifecycle: AdminAPI()),
     /// ]
-    /// try await manager.test(servers) { clients in
+    /// try await manager.test(servers) { clients async throws in
     ///     #expect(try await clients["public"]!.execute(.get, "/api/hello").status == .ok)
     ///     #expect(try await clients["admin"]!.execute(.get, "/api/hello").status == .notFound)
     /// }
@@ -112,6 +117,7 @@ extension ServerManager {
     /// - Returns: what `body` returns.
     /// - Throws: what `body` throws, the start error (a ``MHDServers/ServerError``), or the
     ///   error a service failed with.
+    @discardableResult
     public func test<Value>(
         _ servers: [Server],
         alongside services: [any Service] = [],

@@ -36,7 +36,7 @@ public struct TestMode: Sendable, Hashable, CustomStringConvertible {
     /// engine, no server.
     ///
     /// ```swift
-    /// try await router.test(.inProcess) { client in
+    /// try await router.test(.inProcess) { client async throws in
     ///     #expect(try await client.execute(.get, "/hello").status == .ok)
     /// }
     /// ```
