@@ -11,6 +11,7 @@ extension Router {
     ///   - config: the live server's configuration (limits, health probes, TLS is not
     ///     supported by the client); by default `127.0.0.1` on a port the system chooses.
     ///   - logger: where the live server logs; by default nowhere.
+    ///   - isolation: the caller's actor, inherited by `body` (leave the default).
     ///   - body: the test.
     /// - Returns: what `body` returns.
     /// - Throws: what `body` throws, or the server's start error.
@@ -49,9 +50,9 @@ extension Router {
 extension ServerLifecycle {
     /// Runs `body` with a client for the server this lifecycle describes.
     ///
-    /// In process, ``MHDServers/ServerLifecycle/registerRoutes(on:context:)`` builds the router
+    /// In process, `ServerLifecycle.registerRoutes(on:context:)` builds the router
     /// with a context for `config` (its `manager`, `address` and `stats` are `nil`) and no
-    /// other hook runs. Live, the lifecycle runs under a real ``MHDServers/ServerManager``, so
+    /// other hook runs. Live, the lifecycle runs under a real `ServerManager`, so
     /// every hook runs: the port hooks and `onStarted` before `body`, `onShutdown` after it
     /// (also when `body` throws).
     ///
@@ -92,7 +93,7 @@ extension ServerLifecycle {
 
 extension ServerManager {
     /// Runs `servers` (and `services`) with this manager for exactly as long as `body`: starts
-    /// them as ``MHDServers/ServerManager/runAll(_:alongside:signals:)`` does (without trapping
+    /// them as `ServerManager.runAll(_:alongside:signals:)` does (without trapping
     /// signals), waits until every server listens, runs `body` with a client for each, then
     /// shuts down gracefully and waits until everything has stopped, also when `body` throws.
     /// Every lifecycle hook runs. A manager runs once: use a new one for each test.
@@ -113,9 +114,10 @@ extension ServerManager {
     ///   - servers: the servers, started in this order.
     ///   - services: services that live and stop with them.
     ///   - timeout: how long each request of a client may take.
+    ///   - isolation: the caller's actor, inherited by `body` (leave the default).
     ///   - body: the test.
     /// - Returns: what `body` returns.
-    /// - Throws: what `body` throws, the start error (a ``MHDServers/ServerError``), or the
+    /// - Throws: what `body` throws, the start error (a `ServerError`), or the
     ///   error a service failed with.
     @discardableResult
     public func test<Value>(

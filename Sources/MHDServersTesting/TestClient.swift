@@ -97,7 +97,7 @@ public struct TestClient: Sendable {
     }
 }
 
-/// The clients of the servers a ``MHDServers/ServerManager`` runs in a test, by server name.
+/// The clients of the servers a `ServerManager` runs in a test, by server name.
 ///
 /// ```swift
 /// try await manager.test(servers) { clients in

@@ -16,7 +16,7 @@
 /// }
 /// ```
 ///
-/// In process, no engine runs: requests go to ``MHDServers/Router/respond(to:)`` and thrown
+/// In process, no engine runs: requests go to `Router.respond(to:)` and thrown
 /// errors are answered as the server answers them (an `HTTPError` with its response, anything
 /// else with a 500), and a `HEAD` answer loses its body. What only the engine does is left
 /// out: no `Content-Length`, `Date` or `Connection` header is added, no request-size or

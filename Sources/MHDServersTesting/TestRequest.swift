@@ -1,7 +1,7 @@
 @_spi(Testing) import MHDServers
 
 /// A request as a test client sends it: checked once, then either written to a socket or
-/// turned into the ``MHDServers/Request`` the server would build.
+/// turned into the `Request` the server would build.
 struct TestRequest: Sendable {
     var method: HTTPMethod
     /// The request target as sent on the request line: `/path?query`, an absolute URL, or `*`.
