@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "MHDServers", targets: ["MHDServers"]),
         .library(name: "MHDServersOpenAPI", targets: ["MHDServersOpenAPI"]),
+        .library(name: "MHDServersTesting", targets: ["MHDServersTesting"]),
         .executable(name: "app", targets: ["app"]),
     ],
     dependencies: [
@@ -45,6 +46,14 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
         ),
+        .target(
+            name: "MHDServersTesting",
+            dependencies: [
+                "MHDServers",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "app",
             dependencies: [
@@ -59,6 +68,7 @@ let package = Package(
             name: "MHDServersTests",
             dependencies: [
                 "MHDServers",
+                "MHDServersTesting",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

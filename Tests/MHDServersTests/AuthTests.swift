@@ -1,4 +1,5 @@
 @testable import MHDServers
+import MHDServersTesting
 import Testing
 
 @Suite("Bearer token and interceptors", .timeLimit(.minutes(2)))
@@ -15,13 +16,13 @@ struct AuthTests {
     }
 
     @Test func missingOrWrongTokenIs401EverywhereAndNeverEchoesTheToken() async throws {
-        try await withServer(Self.router()) { port async throws in
+        try await Self.router().test(.inProcess) { client in
             for path in ["/secret", "/slow-secret", "/unknown"] {
-                for headers in [[:], ["Authorization": "Bearer wrong"], ["Authorization": "Basic dDBrZW4tdmFsdWU="],
+                for headers: HTTPHeaders in [[:], ["Authorization": "Bearer wrong"], ["Authorization": "Basic dDBrZW4tdmFsdWU="],
                                 ["Authorization": "Bearer t0ken-valu"], ["Authorization": "Bearer t0ken-value2"]] {
-                    let response = try await request(port, "GET", path, headers: headers)
-                    #expect(response.status == 401, "\(path) \(headers)")
-                    #expect(response.header("WWW-Authenticate") == #"Bearer realm="admin""#)
+                    let response = try await client.execute(.get, path, headers: headers)
+                    #expect(response.status == .unauthorized, "\(path) \(headers)")
+                    #expect(response.headers["WWW-Authenticate"] == #"Bearer realm="admin""#)
                     #expect(!response.text.contains("t0ken"))
                 }
             }
@@ -29,14 +30,14 @@ struct AuthTests {
     }
 
     @Test func rightTokenPasses() async throws {
-        try await withServer(Self.router()) { port async throws in
-            let sync = try await request(port, "GET", "/secret", headers: ["Authorization": "Bearer t0ken-value"])
-            #expect(sync.status == 200)
+        try await Self.router().test(.inProcess) { client in
+            let sync = try await client.execute(.get, "/secret", headers: ["Authorization": "Bearer t0ken-value"])
+            #expect(sync.status == .ok)
             #expect(sync.text == "the goods")
-            let async = try await request(port, "GET", "/slow-secret", headers: ["authorization": "bearer t0ken-value"])
+            let async = try await client.execute(.get, "/slow-secret", headers: ["authorization": "bearer t0ken-value"])
             #expect(async.text == "async goods")
-            let missing = try await request(port, "GET", "/unknown", headers: ["Authorization": "Bearer t0ken-value"])
-            #expect(missing.status == 404)
+            let missing = try await client.execute(.get, "/unknown", headers: ["Authorization": "Bearer t0ken-value"])
+            #expect(missing.status == .notFound)
         }
     }
 
@@ -46,9 +47,9 @@ struct AuthTests {
         admin.requireBearerToken("k")
         var root = Router()
         root.mount("/admin", admin)
-        try await withServer(root) { port async throws in
-            #expect(try await request(port, "GET", "/admin/stats").status == 401)
-            #expect(try await request(port, "GET", "/admin/stats", headers: ["Authorization": "Bearer k"]).text == "stats")
+        try await root.test(.inProcess) { client async throws in
+            #expect(try await client.execute(.get, "/admin/stats").status == .unauthorized)
+            #expect(try await client.execute(.get, "/admin/stats", headers: ["Authorization": "Bearer k"]).text == "stats")
         }
     }
 

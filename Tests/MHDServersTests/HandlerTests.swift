@@ -1,5 +1,6 @@
 import Foundation
 import MHDServers
+import MHDServersTesting
 import Synchronization
 import Testing
 
@@ -29,24 +30,25 @@ struct HandlerTests {
         return router
     }
 
+    // JSON decoding and encoding, and the error answers, are the handlers' and the router's
+    // logic: tested in process. Whether the server answers errors alike is checked by
+    // `throwingHandlerIs500AndServerKeepsServing` below and by the comparison of both test modes.
+
     @Test func jsonRoundTrip() async throws {
-        try await withServer(Self.router()) { port async throws in
-            let response = try await request(
-                port, "POST", "/echo", headers: ["Content-Type": "application/json"],
-                body: #"{"name":"ada","count":1}"#)
-            #expect(response.status == 201)
-            #expect(response.header("Content-Type") == "application/json")
-            let decoded = try JSONDecoder().decode(Greeting.self, from: Data(response.body))
-            #expect(decoded == Greeting(name: "ADA", count: 2))
+        try await Self.router().test(.inProcess) { client in
+            let response = try await client.execute(
+                .post, "/echo", headers: ["Content-Type": "application/json"], body: #"{"name":"ada","count":1}"#)
+            #expect(response.status == .created)
+            #expect(response.headers["Content-Type"] == "application/json")
+            #expect(try response.decode(Greeting.self) == Greeting(name: "ADA", count: 2))
         }
     }
 
     @Test func malformedJsonIs400() async throws {
-        try await withServer(Self.router()) { port async throws in
-            let response = try await request(port, "POST", "/echo", body: #"{"name": "#)
-            #expect(response.status == 400)
-            let error = try response.json()["error"] as? [String: Any]
-            #expect((error?["message"] as? String)?.hasPrefix("Malformed JSON body") == true)
+        try await Self.router().test(.inProcess) { client in
+            let response = try await client.execute(.post, "/echo", body: #"{"name": "#)
+            #expect(response.status == .badRequest)
+            #expect(try response.decode(ErrorBody.self).error.message.hasPrefix("Malformed JSON body"))
         }
     }
 
@@ -68,11 +70,10 @@ struct HandlerTests {
     }
 
     @Test func httpErrorChoosesStatus() async throws {
-        try await withServer(Self.router()) { port async throws in
-            let response = try await request(port, "GET", "/teapot")
+        try await Self.router().test(.inProcess) { client in
+            let response = try await client.execute(.get, "/teapot")
             #expect(response.status == 418)
-            let error = try response.json()["error"] as? [String: Any]
-            #expect(error?["message"] as? String == "short and stout")
+            #expect(try response.decode(ErrorBody.self).error.message == "short and stout")
         }
     }
 

@@ -1,8 +1,11 @@
 import Foundation
 import MHDServers
+import MHDServersTesting
 import Testing
 
-@Suite("Routing over real HTTP", .timeLimit(.minutes(2)))
+/// Routing is the router's own logic, so it is tested in process; what needs the wire (HEAD
+/// framing, keep-alive, the peer's address) runs on a real server.
+@Suite("Routing", .timeLimit(.minutes(2)))
 struct RoutingTests {
     static func router() -> Router {
         var router = Router()
@@ -24,57 +27,61 @@ struct RoutingTests {
     }
 
     @Test func literalRoute() async throws {
-        try await withServer(Self.router()) { port async throws in
-            let response = try await request(port, "GET", "/hello")
-            #expect(response.status == 200)
+        try await Self.router().test(.inProcess) { client in
+            let response = try await client.execute(.get, "/hello")
+            #expect(response.status == .ok)
             #expect(response.text == "hello")
-            #expect(response.header("Content-Type") == "text/plain; charset=utf-8")
+            #expect(response.headers["Content-Type"] == "text/plain; charset=utf-8")
         }
     }
 
     @Test func parametersLiteralsWinAndWildcard() async throws {
-        try await withServer(Self.router()) { port async throws in
-            #expect(try await request(port, "GET", "/users/42").text == "user 42")
-            #expect(try await request(port, "GET", "/users/me").text == "me")
-            #expect(try await request(port, "GET", "/users/7/posts/9").text == "7/10")
-            #expect(try await request(port, "GET", "/files/a/b/c.txt").text == "file a/b/c.txt")
-            #expect(try await request(port, "GET", "/hello/").text == "hello")
+        try await Self.router().test(.inProcess) { client async throws in
+            #expect(try await client.execute(.get, "/users/42").text == "user 42")
+            #expect(try await client.execute(.get, "/users/me").text == "me")
+            #expect(try await client.execute(.get, "/users/7/posts/9").text == "7/10")
+            #expect(try await client.execute(.get, "/files/a/b/c.txt").text == "file a/b/c.txt")
+            #expect(try await client.execute(.get, "/hello/").text == "hello")
         }
     }
 
     @Test func queryParameters() async throws {
-        try await withServer(Self.router()) { port async throws in
-            let response = try await request(port, "GET", "/search?q=swift%20nio&tag=a&tag=b")
+        try await Self.router().test(.inProcess) { client in
+            let response = try await client.execute(.get, "/search?q=swift%20nio&tag=a&tag=b")
             #expect(response.text == "q=swift nio tags=a,b")
-            #expect(try await request(port, "GET", "/search").text == "q=nil tags=")
+            #expect(try await client.execute(.get, "/search").text == "q=nil tags=")
         }
     }
 
-    @Test func headersAreCaseInsensitiveAndPeerIsKnown() async throws {
+    @Test func headersAreCaseInsensitive() async throws {
+        try await Self.router().test(.inProcess) { client async throws in
+            #expect(try await client.execute(.get, "/headers", headers: ["X-Custom-Thing": "42"]).text == "42")
+        }
+    }
+
+    @Test func peerIsKnown() async throws {
         try await withServer(Self.router()) { port async throws in
-            #expect(try await request(port, "GET", "/headers", headers: ["X-Custom-Thing": "42"]).text == "42")
             #expect(try await request(port, "GET", "/peer").text.hasPrefix("127.0.0.1:"))
         }
     }
 
     @Test func unknownPathIs404Json() async throws {
-        try await withServer(Self.router()) { port async throws in
-            let response = try await request(port, "GET", "/nope")
-            #expect(response.status == 404)
-            #expect(response.header("Content-Type") == "application/json")
-            let error = try response.json()["error"] as? [String: Any]
-            #expect(error?["status"] as? Int == 404)
+        try await Self.router().test(.inProcess) { client in
+            let response = try await client.execute(.get, "/nope")
+            #expect(response.status == .notFound)
+            #expect(response.headers["Content-Type"] == "application/json")
+            #expect(try response.decode(ErrorBody.self).error.status == 404)
         }
     }
 
     @Test func wrongMethodIs405WithAllow() async throws {
-        try await withServer(Self.router()) { port async throws in
-            let response = try await request(port, "PUT", "/hello", body: "x")
-            #expect(response.status == 405)
-            #expect(response.header("Allow") == "DELETE, GET, HEAD, POST")
-            let dynamic = try await request(port, "POST", "/users/1", body: "")
-            #expect(dynamic.status == 405)
-            #expect(dynamic.header("Allow") == "GET, HEAD")
+        try await Self.router().test(.inProcess) { client in
+            let response = try await client.execute(.put, "/hello", body: "x")
+            #expect(response.status == .methodNotAllowed)
+            #expect(response.headers["Allow"] == "DELETE, GET, HEAD, POST")
+            let dynamic = try await client.execute(.post, "/users/1", body: "")
+            #expect(dynamic.status == .methodNotAllowed)
+            #expect(dynamic.headers["Allow"] == "GET, HEAD")
         }
     }
 
@@ -98,8 +105,8 @@ struct RoutingTests {
     }
 
     @Test func deleteAnswers204() async throws {
-        try await withServer(Self.router()) { port async throws in
-            #expect(try await request(port, "DELETE", "/hello").status == 204)
+        try await Self.router().test(.inProcess) { client async throws in
+            #expect(try await client.execute(.delete, "/hello").status == .noContent)
         }
     }
 
@@ -125,10 +132,19 @@ struct RoutingTests {
         api.get("/items/:id") { request in .text(request.parameters["id"]!) }
         var root = Router()
         root.mount("/api/v1", api)
-        try await withServer(root) { port async throws in
-            #expect(try await request(port, "GET", "/api/v1/ping").text == "pong")
-            #expect(try await request(port, "GET", "/api/v1/items/x").text == "x")
-            #expect(try await request(port, "GET", "/ping").status == 404)
+        try await root.test(.inProcess) { client async throws in
+            #expect(try await client.execute(.get, "/api/v1/ping").text == "pong")
+            #expect(try await client.execute(.get, "/api/v1/items/x").text == "x")
+            #expect(try await client.execute(.get, "/ping").status == .notFound)
         }
     }
+}
+
+/// The JSON body of every error answer: `{"error":{"status":N,"message":"..."}}`.
+struct ErrorBody: Decodable {
+    struct Detail: Decodable {
+        var status: Int
+        var message: String
+    }
+    var error: Detail
 }

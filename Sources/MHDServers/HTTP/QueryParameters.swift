@@ -38,6 +38,16 @@ public struct QueryParameters: Sendable, Sequence, ExpressibleByDictionaryLitera
         storage = pairs
     }
 
+    /// Parses a raw query string, the part of a request target after `?`, exactly as the
+    /// server does (see ``init(parsing:)``): for tests that build requests without a server.
+    ///
+    /// ```swift
+    /// @_spi(Testing) import MHDServers
+    ///
+    /// let query = QueryParameters(rawQuery: "q=swift%20nio&tag=a&tag=b")   // q: "swift nio"
+    /// ```
+    @_spi(Testing) public init(rawQuery: String) { self.init(parsing: Array(rawQuery.utf8)) }
+
     private static func decode(_ bytes: ArraySlice<UInt8>) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)

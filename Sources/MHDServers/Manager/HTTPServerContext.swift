@@ -30,6 +30,21 @@ public final class HTTPServerContext: Sendable {
         self._manager = manager
     }
 
+    /// A context for a server that no manager runs: for tests that call a lifecycle's
+    /// ``ServerLifecycle/registerRoutes(on:context:)`` themselves. Its ``manager``, ``address``
+    /// and ``stats`` are `nil`.
+    ///
+    /// ```swift
+    /// @_spi(Testing) import MHDServers
+    ///
+    /// let context = HTTPServerContext(config: ServerConfig(name: "public", port: 0), logger: logger)
+    /// var router = Router()
+    /// PublicAPI().registerRoutes(on: &router, context: context)
+    /// ```
+    @_spi(Testing) public convenience init(config: ServerConfig, logger: Logger) {
+        self.init(config: config, logger: logger, manager: nil)
+    }
+
     func attach(_ server: HTTPServer) { self.server.withLock { $0.value = server } }
 
     /// The server's name.
