@@ -67,7 +67,7 @@ def main():
         out.write("import Foundation\nimport Logging\nimport MHDServers\nimport ServiceLifecycle\nimport Tracing\n\n")
         for index, (path, line, body) in enumerate(examples):
             code = "\n".join(body)
-            if re.search(r"^\s*import ", code, re.M) or ".package(" in code:
+            if re.search(r"^\s*import ", code, re.M) or ".package(" in code or ".testTarget(" in code:
                 skipped += 1
                 continue
             relative = os.path.relpath(path, ROOT)
