@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """End-to-end test of Examples/http-grpc with real clients: grpcio (and its health-checking
-stubs) for gRPC, urllib for HTTP, real signals for the shutdown.
+stubs) for gRPC, curl for HTTP, real signals for the shutdown.
 
 Usage: grpc-example-test.py BINARY DESCRIPTOR_SET
 
 Every check prints "ok - ..." or "not ok - ..."; the exit status is the number of failures.
 """
+import errno
 import json
 import os
 import random
@@ -16,8 +17,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -70,15 +69,45 @@ def health_status(channel, service=""):
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
-def http(port, path):
-    """(status, body) of GET path; (None, reason) when there is no answer."""
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError as error:
-        return None, str(error)
+def http(port, path, timeout=5):
+    """(status, body) of GET path with curl; (None, reason) when there is no answer."""
+    result = subprocess.run(
+        ["curl", "-s", "--max-time", str(timeout), "-w", "\n%{http_code}", f"http://{HOST}:{port}{path}"],
+        capture_output=True, text=True)
+    body, _, status = result.stdout.rpartition("\n")
+    if result.returncode != 0 or status == "000":
+        return None, f"curl exit {result.returncode}"
+    return int(status), body
+
+
+def http_in_background(port, path, timeout=60):
+    """Starts curl for GET path; returns the process (its output: body, then the status)."""
+    return subprocess.Popen(
+        ["curl", "-s", "--max-time", str(timeout), "-w", "\n%{http_code}", f"http://{HOST}:{port}{path}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def wait_in_flight(http_port, grpc_port, budget=5):
+    """Until the HTTP request in flight has reached the handler: the process's /proc shows an
+    established connection to the HTTP port besides ours (bounded)."""
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as f:
+            rows = f.read().splitlines()[1:]
+        local = f":{http_port:04X}"
+        established = [r for r in rows if r.split()[1].endswith(local) and r.split()[3] == "01"]
+        if established:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def refused_while_alive(example, port):
+    """The port refuses connections (ECONNREFUSED) while the process still runs."""
+    with socket.socket() as s:
+        s.settimeout(2)
+        code = s.connect_ex((HOST, port))
+    return example.process.poll() is None and code == errno.ECONNREFUSED
 
 
 def refused(port):
@@ -221,6 +250,8 @@ def serve_and_drain():
         finishes = wait_call(channel, 3500)     # ends during the drain: must succeed
         outlives = wait_call(channel, 60_000)   # outlives the deadline: must be cancelled
         say_hello(channel, "barrier")           # same connection: both calls reached the server first
+        slow_http = http_in_background(http_port, "/api/wait?ms=3500")  # an HTTP request in flight too
+        check(wait_in_flight(http_port, grpc_port), "the HTTP request is in flight")
 
         start = time.monotonic()
         example.process.send_signal(signal.SIGTERM)
@@ -235,6 +266,8 @@ def serve_and_drain():
         watch.thread.join(drain_delay + timeout + 5)
         check(watch.ended is not None and watch.ended - start >= drain_delay * 0.9,
               f"Health/Watch ends when the server stops accepting, not before ({(watch.ended or 0) - start:.2f} s)")
+        check(refused_while_alive(example, http_port),
+              "after the drain delay new HTTP connections are refused (ECONNREFUSED) while calls finish")
         with grpc.insecure_channel(f"{HOST}:{grpc_port}") as late:
             try:
                 say_hello(late, "too late", timeout=3)
@@ -253,10 +286,14 @@ def serve_and_drain():
             ended = time.monotonic() - start
             check(drain_delay + timeout - 0.3 <= ended < drain_delay + timeout + 2.5,
                   f"a call longer than the deadline ends at the deadline ({error.code()} after {ended:.2f} s)")
+        out, _ = slow_http.communicate(timeout=30)
+        body, _, status = out.rpartition("\n")
+        check(status == "200" and '"waitedMilliseconds":3500' in body,
+              f"the HTTP request in flight finishes during the drain ({status})")
         code = example.exit_code(drain_delay + timeout + 10)
         elapsed = time.monotonic() - start
         check(code == 0, f"exit status 0 after SIGTERM ({code})")
-        check(elapsed < drain_delay + timeout + 3, f"the process exits within the one deadline ({elapsed:.2f} s)")
+        check(elapsed < drain_delay + timeout + 1, f"the process exits within deadline + 1 s ({elapsed:.2f} s, deadline {drain_delay + timeout:g} s)")
         check(refused(http_port) and refused(grpc_port), "after exit nothing listens on either port")
         channel.close()
     finally:

@@ -14,7 +14,7 @@ struct HTTPGRPCExample: AsyncParsableCommand {
         commandName: "http-grpc",
         abstract: "Runs an HTTP API and a gRPC server side by side under one ServerManager.",
         discussion: """
-            HTTP: GET /api/hello?name=NAME, GET /api/status, /healthz, /readyz.
+            HTTP: GET /api/hello?name=NAME, GET /api/wait?ms=N, GET /api/status, /healthz, /readyz.
             gRPC: greeter.v1.Greeter (SayHello, Wait) and grpc.health.v1.Health (Check, Watch).
             Each falls back to the next of ten ports when its port is busy. /readyz and the
             manager's start wait until both listen. SIGTERM or SIGINT: /readyz turns 503 and gRPC

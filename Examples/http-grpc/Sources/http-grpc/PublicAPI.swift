@@ -1,6 +1,7 @@
 import MHDServers
 
-/// The HTTP side: the greeting over REST, and a status that shows both protocols.
+/// The HTTP side: the greeting over REST, a request as long as the client asks (the HTTP twin of
+/// gRPC's `Wait`), and a status that shows both protocols.
 struct PublicAPI: ServerLifecycle {
     let grpc: GRPCService
     let health: HealthService
@@ -8,6 +9,11 @@ struct PublicAPI: ServerLifecycle {
     func registerRoutes(on router: inout Router, context: HTTPServerContext) {
         router.get("/api/hello") { request in
             try .json(Hello(message: Greeting.message(for: request.query["name"] ?? "")))
+        }
+        router.get("/api/wait") { request in
+            let milliseconds = min(request.query.get("ms", as: Int.self) ?? 0, 120_000)
+            try await Task.sleep(for: .milliseconds(milliseconds))
+            return try .json(Waited(waitedMilliseconds: milliseconds))
         }
         router.get("/api/status") { _ in
             try Response.json(
@@ -21,6 +27,10 @@ struct PublicAPI: ServerLifecycle {
 
     struct Hello: Encodable {
         var message: String
+    }
+
+    struct Waited: Encodable {
+        var waitedMilliseconds: Int
     }
 
     struct Status: Encodable {
