@@ -27,7 +27,6 @@ extension Engine {
                 return queue(isReady ? Engine.readyProbe : Engine.drainingProbe, on: context)
             }
         }
-        request.context.logger = logger
         if let router {
             switch router.resolve(&request) {
             case .handler(let handler, let route):
@@ -84,7 +83,9 @@ extension Engine {
             query: context.query.isEmpty ? QueryParameters() : QueryParameters(parsing: context.query),
             headers: headers,
             body: context.body,
-            version: Engine.versionString(version))
+            remoteAddress: nil,
+            version: Engine.versionString(version),
+            logger: logger)
         request.peer = PeerAddress(mhds_connection_client_address(connection))
         context.body = []
         return request

@@ -1,3 +1,5 @@
+import Logging
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials  // JSON and Data without ICU and the rest of Foundation: a smaller footprint
 #else
@@ -53,6 +55,16 @@ public struct Request: Sendable {
         remoteAddress: String? = nil,
         version: String = "HTTP/1.1"
     ) {
+        self.init(
+            method: method, path: path, query: query, headers: headers, body: body, remoteAddress: remoteAddress,
+            version: version, logger: RequestContext.defaultLogger)
+    }
+
+    /// A request whose context logs to `logger` (the server's), built once per request.
+    init(
+        method: HTTPMethod, path: String, query: QueryParameters, headers: HTTPHeaders, body: [UInt8],
+        remoteAddress: String?, version: String, logger: Logger
+    ) {
         self.method = method
         self.path = path
         self.query = query
@@ -62,7 +74,7 @@ public struct Request: Sendable {
         self.peer = nil
         self.parameters = Parameters()
         self.version = version
-        self.context = RequestContext()
+        self.context = RequestContext(logger: logger)
     }
 
     /// The body as UTF-8 text (invalid sequences are repaired).
