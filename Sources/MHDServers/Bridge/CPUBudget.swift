@@ -51,7 +51,8 @@ struct CPUBudget: Sendable, Equatable {
                     if let text = read(directory + "/cpu.max"), let quota = parseCPUMax(text) { quotas.append(quota) }
                 }
             } else if fields[1].split(separator: ",").contains("cpu") {
-                let mounts = [root + "/" + fields[1], root + "/cpu"]
+                // The controller's own mount (`cpu,cpuacct`), or `cpu` where that is a link to it.
+                let mounts = fields[1] == "cpu" ? [root + "/cpu"] : [root + "/" + fields[1], root + "/cpu"]
                 for mount in mounts {
                     for directory in ancestors(of: path, under: mount) {
                         if let quota = read(directory + "/cpu.cfs_quota_us"), let period = read(directory + "/cpu.cfs_period_us"),

@@ -230,7 +230,6 @@ public struct Router: HTTPHandler {
     /// router.add(middleware: CORSMiddleware(allowedOrigins: .list(["https://app.example.com"])))
     /// ```
     public mutating func add(middleware: any Middleware) {
-        precondition(!isCompiled, "a running server's router cannot take middleware")
         self.middleware.append(middleware)
     }
 
@@ -252,9 +251,6 @@ public struct Router: HTTPHandler {
         build(&group)
         mount(prefix, group)
     }
-
-    /// Whether the router has middleware of its own (the routes' chains are built by ``compiled()``).
-    var hasMiddleware: Bool { !middleware.isEmpty }
 
     /// The router the server runs: every route's handler wrapped in the router's middleware.
     /// `outermost` wraps everything, outside the router's own middleware (the server's tracing).
