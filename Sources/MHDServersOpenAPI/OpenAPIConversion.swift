@@ -8,31 +8,26 @@ enum OpenAPIConversion {
     /// The request as the OpenAPI handler sees it. The path and query were decoded by the
     /// server; they are percent-encoded again, as the runtime decodes them itself.
     static func httpRequest(from request: Request) throws -> HTTPRequest {
-        guard let method = HTTPRequest.Method(request.method.rawValue) else {
-            throw HTTPError(.badRequest, message: "invalid method")
-        }
         var fields = HTTPFields()
+        fields.reserveCapacity(request.headers.count)
         var authority: String?
         for field in request.headers {
-            guard let name = HTTPField.Name(field.name) else { continue }
-            if name.canonicalName == "host", authority == nil {
+            if field.name.canonicalName == "host", authority == nil {
                 authority = field.value  // HTTP/1 `Host` is the request's authority
                 continue
             }
-            fields.append(HTTPField(name: name, value: field.value))
+            fields.append(field)
         }
         var target = encodedPath(request.path)
         if !request.query.isEmpty { target += "?" + encodedQuery(request.query) }
-        return HTTPRequest(method: method, scheme: nil, authority: authority, path: target, headerFields: fields)
+        return HTTPRequest(method: request.method, scheme: nil, authority: authority, path: target, headerFields: fields)
     }
 
     /// The server response for an OpenAPI response: its body is collected up to `limit` bytes.
     static func response(from response: HTTPResponse, body: HTTPBody?, limit: Int) async throws -> Response {
-        let phrase = response.status.reasonPhrase
-        let status = HTTPStatus(code: response.status.code, reasonPhrase: phrase.isEmpty ? nil : phrase)
         var bytes: [UInt8] = []
         if let body { bytes = try await [UInt8](collecting: body, upTo: limit) }
-        return Response(status: status, headers: headers(from: response.headerFields), body: bytes)
+        return Response(status: response.status, headers: headers(from: response.headerFields), body: bytes)
     }
 
     /// The answer to an error thrown by an OpenAPI handler, or the error to let the server
@@ -59,20 +54,13 @@ enum OpenAPIConversion {
         if let body {
             return try await response(from: HTTPResponse(status: status, headerFields: fields), body: body, limit: limit)
         }
-        let phrase = status.reasonPhrase
-        throw HTTPError(
-            HTTPStatus(code: status.code, reasonPhrase: phrase.isEmpty ? nil : phrase), message: message,
-            headers: headers(from: fields))
+        throw HTTPError(status, message: message, headers: headers(from: fields))
     }
 
     /// Header fields for the server; the server frames the body itself, so the framing fields
     /// of the OpenAPI response are left out.
     static func headers(from fields: HTTPFields) -> HTTPHeaders {
-        var headers = HTTPHeaders()
-        for field in fields where !framing.contains(field.name) {
-            headers.add(name: field.name.rawName, value: field.value)
-        }
-        return headers
+        fields.filter { !framing.contains($0.name) }
     }
 
     private static let framing: Set<HTTPField.Name> = [.contentLength, .transferEncoding, .connection]

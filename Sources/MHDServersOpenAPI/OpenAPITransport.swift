@@ -111,7 +111,7 @@ public final class OpenAPITransport: ServerTransport {
     ) throws {
         let (pattern, parameters) = try routePattern(for: path)
         let limit = maxResponseBodySize
-        router.on(HTTPMethod(rawValue: method.rawValue), pattern) { (request: Request) async throws -> Response in
+        router.on(method, pattern) { (request: Request) async throws -> Response in
             let httpRequest = try OpenAPIConversion.httpRequest(from: request)
             let body = request.body.isEmpty ? nil : HTTPBody(request.body)
             var metadata = ServerRequestMetadata()

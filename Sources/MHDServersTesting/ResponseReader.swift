@@ -50,7 +50,7 @@ struct ResponseReader {
             throw TestClientError(.malformedResponse, "not an HTTP/1.x status line: \(line.debugDescription)")
         }
         let reason = parts.count == 3 ? String(parts[2]) : ""
-        return HTTPStatus(code: code, reasonPhrase: reason.isEmpty ? nil : reason)
+        return HTTPStatus(code: code, reasonPhrase: reason)
     }
 
     private mutating func headerFields() throws -> HTTPHeaders {

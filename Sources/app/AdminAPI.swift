@@ -18,18 +18,18 @@ struct AdminAPI: ServerLifecycle {
         router.get("/admin/metrics") { [registry] request in
             // Prometheus text exposition on request; JSON otherwise.
             // The body depends on Accept: caches must key on it (and keep none of it anyway).
-            if request.query["format"] == "prometheus" || Self.prefersText(request.headers["Accept"]) {
+            if request.query["format"] == "prometheus" || Self.prefersText(request.headers[.accept]) {
                 return Response(
                     status: .ok,
                     headers: [
-                        "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store",
-                        "Vary": "Accept",
+                        .contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store",
+                        .vary: "Accept",
                     ],
                     body: registry.emitToBuffer())
             }
             var metrics = try Response.json(Metrics(servers: (context.manager?.servers ?? []).map(Metrics.Server.init)))
                 .uncached()
-            metrics.headers["Vary"] = "Accept"
+            metrics.headers[.vary] = "Accept"
             return metrics
         }
         router.get("/admin/config") { _ in

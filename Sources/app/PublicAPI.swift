@@ -34,7 +34,7 @@ struct PublicAPI: ServerLifecycle {
             // Echoes a JSON body back: the body path of the bridge, with no JSON codec cost
             // (the C reference does the same, so the comparison is like for like).
             router.post("/bench/echo") { request in
-                Response(status: .ok, headers: ["Content-Type": "application/json"], body: request.body)
+                Response(status: .ok, headers: [.contentType: "application/json"], body: request.body)
             }
             // Decodes and re-encodes the body with Codable: what a typical JSON route costs.
             router.post("/bench/json") { request in

@@ -18,8 +18,8 @@ struct AuthTests {
     @Test func missingOrWrongTokenIs401EverywhereAndNeverEchoesTheToken() async throws {
         try await Self.router().test(.inProcess) { client in
             for path in ["/secret", "/slow-secret", "/unknown"] {
-                for headers: HTTPHeaders in [[:], ["Authorization": "Bearer wrong"], ["Authorization": "Basic dDBrZW4tdmFsdWU="],
-                                ["Authorization": "Bearer t0ken-valu"], ["Authorization": "Bearer t0ken-value2"]] {
+                for headers: HTTPHeaders in [[:], [.authorization: "Bearer wrong"], [.authorization: "Basic dDBrZW4tdmFsdWU="],
+                                [.authorization: "Bearer t0ken-valu"], [.authorization: "Bearer t0ken-value2"]] {
                     let response = try await client.execute(.get, path, headers: headers)
                     #expect(response.status == .unauthorized, "\(path) \(headers)")
                     #expect(response.headers["WWW-Authenticate"] == #"Bearer realm="admin""#)
@@ -31,12 +31,12 @@ struct AuthTests {
 
     @Test func rightTokenPasses() async throws {
         try await Self.router().test(.inProcess) { client in
-            let sync = try await client.execute(.get, "/secret", headers: ["Authorization": "Bearer t0ken-value"])
+            let sync = try await client.execute(.get, "/secret", headers: [.authorization: "Bearer t0ken-value"])
             #expect(sync.status == .ok)
             #expect(sync.text == "the goods")
-            let async = try await client.execute(.get, "/slow-secret", headers: ["authorization": "bearer t0ken-value"])
+            let async = try await client.execute(.get, "/slow-secret", headers: HTTPHeaders([("authorization", "bearer t0ken-value")]))
             #expect(async.text == "async goods")
-            let missing = try await client.execute(.get, "/unknown", headers: ["Authorization": "Bearer t0ken-value"])
+            let missing = try await client.execute(.get, "/unknown", headers: [.authorization: "Bearer t0ken-value"])
             #expect(missing.status == .notFound)
         }
     }
@@ -49,7 +49,7 @@ struct AuthTests {
         root.mount("/admin", admin)
         try await root.test(.inProcess) { client async throws in
             #expect(try await client.execute(.get, "/admin/stats").status == .unauthorized)
-            #expect(try await client.execute(.get, "/admin/stats", headers: ["Authorization": "Bearer k"]).text == "stats")
+            #expect(try await client.execute(.get, "/admin/stats", headers: [.authorization: "Bearer k"]).text == "stats")
         }
     }
 

@@ -37,7 +37,7 @@ struct HandlerTests {
     @Test func jsonRoundTrip() async throws {
         try await Self.router().test(.inProcess) { client in
             let response = try await client.execute(
-                .post, "/echo", headers: ["Content-Type": "application/json"], body: #"{"name":"ada","count":1}"#)
+                .post, "/echo", headers: [.contentType: "application/json"], body: #"{"name":"ada","count":1}"#)
             #expect(response.status == .created)
             #expect(response.headers["Content-Type"] == "application/json")
             #expect(try response.decode(Greeting.self) == Greeting(name: "ADA", count: 2))
@@ -146,7 +146,7 @@ struct HandlerTests {
     @Test func customHandlerType() async throws {
         struct Echo: HTTPHandler {
             func respond(to request: Request) async throws -> Response {
-                Response(status: .ok, headers: ["X-Method": request.method.rawValue], body: request.body)
+                Response(status: .ok, headers: HTTPHeaders([("X-Method", request.method.rawValue)]), body: request.body)
             }
         }
         let server = HTTPServer(config: ServerConfig(name: "echo", port: 0), handler: Echo(), logger: quietLogger)

@@ -208,6 +208,8 @@ struct HostileClientTests {
         ("Transfer-Encoding folded onto a continuation line",
          "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
         ("any folded field", "GET /hello HTTP/1.1\r\nHost: a\r\nX-Fold: one\r\n two\r\n\r\n"),
+        ("a method that is not a token", "GE(T /hello HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ("a method with a non-ASCII byte", "G\u{E9}T /hello HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("HTTP/1.0 with Transfer-Encoding, then a pipelined request",
          "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /hello HTTP/1.1\r\nHost: a\r\n\r\n"),
     ])

@@ -55,7 +55,7 @@ struct RoutingTests {
 
     @Test func headersAreCaseInsensitive() async throws {
         try await Self.router().test(.inProcess) { client async throws in
-            #expect(try await client.execute(.get, "/headers", headers: ["X-Custom-Thing": "42"]).text == "42")
+            #expect(try await client.execute(.get, "/headers", headers: HTTPHeaders([("X-Custom-Thing", "42")])).text == "42")
         }
     }
 

@@ -96,7 +96,7 @@ struct TestingExamplesTests {
             #expect("\(missing)".contains("\nContent-Type: application/json\n"))
             #expect("\(missing)".hasSuffix("\n\n{\"error\":{\"status\":404,\"message\":\"no such user\"}}"))
         }
-        let expected = TestResponse(status: .ok, headers: ["Content-Type": "text/plain"], body: Array("hi".utf8))
+        let expected = TestResponse(status: .ok, headers: [.contentType: "text/plain"], body: Array("hi".utf8))
         #expect(expected.text == "hi")
     }
 
@@ -105,14 +105,14 @@ struct TestingExamplesTests {
         try await router.test(mode) { client in
             let created = try await client.execute(.post, "/users", json: CreateUser(name: "Ada"))
             #expect(created.status == .created)
-            let missing = try await client.execute(.get, "/users/999", headers: ["Accept": "application/json"])
+            let missing = try await client.execute(.get, "/users/999", headers: [.accept: "application/json"])
             #expect(missing.status == .notFound)
             let response = try await client.execute(.post, "/users", json: CreateUser(name: "Ada"))
             #expect(try response.decode(User.self).name == "Ada")
             let put = try await client.execute(
-                .put, "/files/a.bin", headers: ["Content-Type": "application/octet-stream"], body: [1, 2, 3])
+                .put, "/files/a.bin", headers: [.contentType: "application/octet-stream"], body: [1, 2, 3])
             #expect(put.text == "3 bytes")
-            let note = try await client.execute(.post, "/notes", headers: ["Content-Type": "text/plain"], body: "remember")
+            let note = try await client.execute(.post, "/notes", headers: [.contentType: "text/plain"], body: "remember")
             #expect(note.text == "remember")
             print(client.address?.url ?? "in process")
         }

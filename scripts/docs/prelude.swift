@@ -8,6 +8,7 @@ import Tracing
 let logger = Logger(label: "docs")
 nonisolated(unsafe) var router = Router()
 let request = Request(method: .get, path: "/")
+nonisolated(unsafe) var response = Response()
 let context: HTTPServerContext = { fatalError("examples are type-checked, never run") }()
 let server = HTTPServer(config: ServerConfig(name: "api", port: 0), router: Router(), logger: logger)
 let manager = ServerManager(logger: logger)

@@ -43,7 +43,12 @@ extension Engine {
             let collected = Engine.headers(of: connection)
             context.headers = collected.headers
             context.malformedHeader = collected.malformed
+            context.inexactCoding = collected.inexactCoding
             context.http10 = strcmp(version, "HTTP/1.0") == 0
+            guard let parsed = HTTPMethod.parsed(String(cString: method)) else {
+                return queue(RequestGuard.invalidMethod, on: context, close: true)
+            }
+            context.method = parsed
             if let rejection = RequestGuard.check(context, limits: config.limits) {
                 return queue(rejection, on: context, close: true)
             }

@@ -18,7 +18,7 @@ extension Engine {
         if let level = config.accessLogLevel, logger.logLevel <= level {
             context.accessLog = (
                 request.method.rawValue, request.path,
-                request.headers["X-Request-Id"].map { String($0.prefix(128)) } ?? "\(config.name)-\(requestIDs.add(1, ordering: .relaxed).newValue)"
+                request.headers[.requestID].map { String($0.prefix(128)) } ?? "\(config.name)-\(requestIDs.add(1, ordering: .relaxed).newValue)"
             )
         }
         if let health = config.health {
@@ -75,10 +75,10 @@ extension Engine {
         var headers = context.headers
         if url.pointee != 47 /* / */, let target = RequestTarget.absoluteForm(path) {
             path = target.path
-            headers["Host"] = target.authority
+            headers[.hostField] = target.authority
         }
         var request = Request(
-            method: HTTPMethod.interned(String(cString: method)),
+            method: context.method,
             path: path,
             query: context.query.isEmpty ? QueryParameters() : QueryParameters(parsing: context.query),
             headers: headers,
@@ -146,7 +146,7 @@ extension Engine {
             metrics.handlerFailed(route: context.route)
         }
         // The ID a middleware gave the request (RequestIDMiddleware) is the one to log.
-        if context.accessLog != nil, let id = response.headers["X-Request-Id"] {
+        if context.accessLog != nil, let id = response.headers[.requestID] {
             context.accessLog?.requestID = String(id.prefix(128))
         }
         let closing = close || closesConnections.load(ordering: .relaxed)
@@ -175,9 +175,14 @@ extension Engine {
 /// be a token, and its value must follow it in the engine's read buffer with nothing but the
 /// colon and optional whitespace in between: a field that was moved or extended by a fold fails
 /// that test.
+///
+/// Values are kept as `HTTPFields` keeps them (trimmed, control bytes as spaces), so the one
+/// value whose exact bytes decide how the engine reads the body, `Transfer-Encoding`, is
+/// compared as sent: the engine reads a chunked body only for exactly `chunked` (any case).
 struct HeaderCollection {
     var headers = HTTPHeaders()
     var malformed = false
+    var inexactCoding = false
 }
 
 private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
@@ -195,6 +200,12 @@ private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
             collection.pointee.malformed = true
         }
     }
-    collection.pointee.headers.add(name: String(cString: key), value: value.map { String(cString: $0) } ?? "")
+    if nameLength == 17, strcasecmp(key, "Transfer-Encoding") == 0, value.map({ strcasecmp($0, "chunked") != 0 }) ?? true {
+        collection.pointee.inexactCoding = true
+    }
+    // A name that is not a token is reported above and the request rejected; its field is not kept.
+    if let name = HTTPField.Name(String(cString: key)) {
+        collection.pointee.headers.append(HTTPField(name: name, value: value.map { String(cString: $0) } ?? ""))
+    }
     return .YES
 }

@@ -16,6 +16,8 @@ final class EngineRequest: @unchecked Sendable {
     let connection: OpaquePointer
     let startedAt: UInt64
     var headers = HTTPHeaders()
+    /// The request method, read on the headers-only callback.
+    var method: HTTPMethod = .get
     var body: [UInt8] = []
     /// The raw query string (after `?`), taken from the request line before the engine sees it.
     var query: [UInt8] = []
@@ -23,6 +25,8 @@ final class EngineRequest: @unchecked Sendable {
     var invalidTarget = false
     /// A header field the engine kept but RFC 9112 rejects (see ``HeaderCollection``).
     var malformedHeader = false
+    /// A `Transfer-Encoding` value that is not exactly `chunked` as sent (see ``HeaderCollection``).
+    var inexactCoding = false
     /// The request line said HTTP/1.0.
     var http10 = false
     /// The raw request target as the URI callback saw it (a pointer into the engine's buffer,

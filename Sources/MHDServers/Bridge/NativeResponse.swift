@@ -13,8 +13,10 @@ final class NativeResponse: @unchecked Sendable {
         }
         status = UInt32(clamping: storage.status.code)
         for field in storage.headers {
-            // The engine rejects header values with CR/LF; such a field is dropped, never sent.
-            _ = MHD_add_response_header(pointer, field.name, field.value)
+            // Names are tokens and values hold no CR, LF or NUL (HTTPFields checks both as the
+            // field is built). The engine computes `Content-Length` and `Date` itself and keeps
+            // its own over one set here.
+            _ = MHD_add_response_header(pointer, field.name.rawName, field.value)
         }
         if closeConnection {
             _ = MHD_add_response_header(pointer, "Connection", "close")

@@ -11,7 +11,8 @@
 /// - a target containing `%00` → 400 (the decoded path would be cut at the NUL);
 /// - a header name that is not a token, or a folded header line → 400 (see ``HeaderCollection``);
 /// - an HTTP/1.1 request without exactly one `Host`, or any request with two → 400;
-/// - `Transfer-Encoding` in an HTTP/1.0 request → 400 (faulty framing, RFC 9112 §6.1).
+/// - `Transfer-Encoding` in an HTTP/1.0 request → 400 (faulty framing, RFC 9112 §6.1);
+/// - a method that is not a token → 400 (checked by the engine callback as it reads the method).
 enum RequestGuard {
     static let contentTooLarge = Response.error(.contentTooLarge, message: "request body is too large")
     static let duplicateLength = Response.error(.badRequest, message: "duplicate or conflicting Content-Length")
@@ -27,6 +28,7 @@ enum RequestGuard {
     static let hostRequired = Response.error(.badRequest, message: "exactly one Host header is required")
     static let codingInHTTP10 = Response.error(.badRequest, message: "Transfer-Encoding is not allowed in HTTP/1.0")
     static let invalidTarget = Response.error(.badRequest, message: "invalid request target")
+    static let invalidMethod = Response.error(.badRequest, message: "the method must be a token (RFC 9110 §9.1)")
 
     /// A response that rejects the request outright, or `nil` to go on.
     static func check(_ context: EngineRequest, limits: ServerConfig.Limits) -> Response? {
@@ -38,12 +40,12 @@ enum RequestGuard {
         var codingFields = 0
         var hosts = 0
         for field in context.headers {
-            if HTTPHeaders.equalsIgnoringCase(field.name, "Host") {
+            if field.name == .hostField {
                 hosts += 1
-            } else if HTTPHeaders.equalsIgnoringCase(field.name, "Content-Length") {
+            } else if field.name == .contentLength {
                 lengthCount += 1
                 length = field.value
-            } else if HTTPHeaders.equalsIgnoringCase(field.name, "Transfer-Encoding") {
+            } else if field.name == .transferEncoding {
                 coding = coding.map { $0 + "," + field.value } ?? field.value
                 codingFields += 1
             }
@@ -60,7 +62,7 @@ enum RequestGuard {
             if codings != ["chunked"] { return unsupportedCoding }
             // The engine reads a chunked body only when the first Transfer-Encoding field is
             // exactly "chunked"; anything else it would read until the client closes.
-            if codingFields != 1 || !HTTPHeaders.equalsIgnoringCase(coding, "chunked") { return malformedCoding }
+            if codingFields != 1 || context.inexactCoding { return malformedCoding }
         }
         if let length {
             let digits = trimmed(Substring(length))

@@ -24,7 +24,7 @@ public struct HTTPError: HTTPResponseError, CustomStringConvertible {
     /// Creates an error answered with `status` and an optional client-facing `message`.
     public init(_ status: HTTPStatus, message: String? = nil, headers: HTTPHeaders = HTTPHeaders()) {
         self.status = status
-        self.message = message ?? status.reasonPhrase
+        self.message = message ?? status.phrase
         self.headers = headers
     }
 
@@ -33,7 +33,7 @@ public struct HTTPError: HTTPResponseError, CustomStringConvertible {
     /// The JSON error response for this error.
     public var response: Response {
         var response = Response.error(status, message: message)
-        for field in headers { response.headers.add(name: field.name, value: field.value) }
+        response.headers.append(contentsOf: headers)
         return response
     }
 }

@@ -1,93 +1,92 @@
-/// An ordered list of HTTP header fields with case-insensitive name lookup.
+/// The header fields of a request or a response: swift-http-types' `HTTPFields`, an ordered
+/// list of fields with case-insensitive names.
+///
+/// Fields are checked where they are built. A name must be an RFC 9110 token:
+/// `HTTPField.Name("Bad Name")` is `nil`, and setting a field through a string name that is
+/// not a token stops the program, like an index out of range (names are nearly always
+/// literals; check one that comes from input with `HTTPField.Name(_:)`). A value cannot carry
+/// a field of its own: CR, LF, NUL and the other control bytes but tab become spaces as the
+/// value is stored, so what a handler reads back is exactly what is sent.
 ///
 /// ```swift
-/// var headers = HTTPHeaders()
-/// headers.add(name: "Cache-Control", value: "no-store")
-/// headers["content-type"] = "text/plain"
-/// let agent = request.headers["User-Agent"]   // same as request.headers["user-agent"]
+/// var headers: HTTPHeaders = [.contentType: "text/plain", .cacheControl: "no-store"]
+/// headers["X-Trace"] = "on"                        // any valid name, as a string
+/// headers.append(HTTPField(name: .setCookie, value: "a=1"))
+/// let agent = request.headers[.userAgent]         // same as request.headers["user-agent"]
+/// headers["X-Note"] = "a\r\nSet-Cookie: b=2"     // stored and sent as "a  Set-Cookie: b=2"
 /// ```
-public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
-    /// One header field.
-    public struct Field: Sendable, Hashable {
-        /// The field name as it was sent or added.
-        public var name: String
-        /// The field value.
-        public var value: String
-    }
+public typealias HTTPHeaders = HTTPFields
 
-    @usableFromInline var fields: [Field]
-
-    /// Creates an empty header list.
-    public init() { fields = [] }
-
-    /// Creates headers from pairs, keeping their order: `HTTPHeaders([("Allow", "GET")])`.
+extension HTTPFields {
+    /// Creates fields from name–value pairs, in order: `HTTPHeaders([("Allow", "GET")])`.
+    /// Each name must be a valid field name.
     public init(_ pairs: [(String, String)]) {
-        fields = pairs.map { Field(name: $0.0, value: $0.1) }
+        self.init()
+        reserveCapacity(pairs.count)
+        for (name, value) in pairs { append(HTTPField(name: Self.checkedName(name), value: value)) }
     }
 
-    /// Creates headers from a literal: `["Content-Type": "text/plain"]`.
-    public init(dictionaryLiteral elements: (String, String)...) {
-        self.init(elements)
-    }
-
-    /// The number of fields.
-    public var count: Int { fields.count }
-
-    /// Whether there are no fields.
-    public var isEmpty: Bool { fields.isEmpty }
-
-    public func makeIterator() -> IndexingIterator<[Field]> { fields.makeIterator() }
-
-    /// The first value for `name` (case-insensitive); setting replaces every field of that name,
-    /// and setting `nil` removes them.
+    /// The first value of the field named `name` (case-insensitive; `nil` when `name` is not a
+    /// valid field name); setting replaces every field of that name, `nil` removes them.
+    ///
+    /// ```swift
+    /// let id = request.headers["X-Request-Id"]
+    /// response.headers["X-Request-Id"] = id
+    /// ```
     public subscript(name: String) -> String? {
-        get {
-            for field in fields where Self.equalsIgnoringCase(field.name, name) { return field.value }
-            return nil
-        }
-        set {
-            remove(name: name)
-            if let newValue { fields.append(Field(name: name, value: newValue)) }
-        }
+        get { HTTPField.Name(name).flatMap { self[$0] } }
+        set { self[Self.checkedName(name)] = newValue }
     }
 
     /// Every value sent for `name`, in order (case-insensitive).
+    ///
+    /// ```swift
+    /// let forwarded = request.headers.values(for: "X-Forwarded-For")
+    /// ```
     public func values(for name: String) -> [String] {
-        fields.filter { Self.equalsIgnoringCase($0.name, name) }.map(\.value)
+        HTTPField.Name(name).map { self[values: $0] } ?? []
     }
 
     /// Whether a field named `name` is present (case-insensitive).
-    public func contains(_ name: String) -> Bool { self[name] != nil }
+    ///
+    /// ```swift
+    /// if request.headers.contains("X-Debug") { logger.debug("debug requested") }
+    /// ```
+    public func contains(_ name: String) -> Bool {
+        HTTPField.Name(name).map { contains($0) } ?? false
+    }
 
-    /// Appends a field, keeping any existing fields of the same name.
+    /// Appends a field, keeping any fields of the same name (`Set-Cookie`, say).
+    ///
+    /// ```swift
+    /// response.headers.add(name: "Set-Cookie", value: "a=1")
+    /// response.headers.add(name: "Set-Cookie", value: "b=2")
+    /// ```
     public mutating func add(name: String, value: String) {
-        fields.append(Field(name: name, value: value))
+        append(HTTPField(name: Self.checkedName(name), value: value))
     }
 
     /// Removes every field named `name` (case-insensitive).
+    ///
+    /// ```swift
+    /// response.headers.remove(name: "Server")
+    /// ```
     public mutating func remove(name: String) {
-        fields.removeAll { Self.equalsIgnoringCase($0.name, name) }
+        if let name = HTTPField.Name(name) { self[name] = nil }
     }
 
-    public var description: String {
-        fields.map { "\($0.name): \($0.value)" }.joined(separator: "\n")
-    }
-
-    /// ASCII case-insensitive comparison without allocating.
-    static func equalsIgnoringCase(_ lhs: String, _ rhs: String) -> Bool {
-        var lhs = lhs, rhs = rhs
-        return lhs.withUTF8 { a in
-            rhs.withUTF8 { b in
-                guard a.count == b.count else { return false }
-                for i in 0..<a.count {
-                    let x = a[i], y = b[i]
-                    if x == y { continue }
-                    let lx = (x >= 65 && x <= 90) ? x | 0x20 : x
-                    let ly = (y >= 65 && y <= 90) ? y | 0x20 : y
-                    if lx != ly { return false }
-                }
-                return true
-            }
+    static func checkedName(_ name: String) -> HTTPField.Name {
+        guard let checked = HTTPField.Name(name) else {
+            preconditionFailure("\"\(name)\" is not a valid HTTP field name (RFC 9110 §5.1: a token)")
         }
+        return checked
     }
+}
+
+extension HTTPField.Name {
+    /// `X-Request-Id`, looked up on every request when access logs are on.
+    static let requestID = HTTPField.Name("X-Request-Id")!
+    /// `Host`: a field of its own in HTTP/1.1 (swift-http-types keeps it as a request's
+    /// authority and has no name for it).
+    static let hostField = HTTPField.Name("Host")!
 }

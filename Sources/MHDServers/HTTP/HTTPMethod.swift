@@ -1,42 +1,19 @@
-/// An HTTP request method such as `GET` or `POST`.
+/// An HTTP request method such as `GET` or `POST`: swift-http-types' `HTTPRequest.Method`.
 ///
-/// Methods are compared by their exact, case-sensitive token, as HTTP requires.
+/// Methods are compared by their exact, case-sensitive token, as HTTP requires. A method that
+/// is not a valid token cannot be built (`HTTPMethod("BAD METHOD")` is `nil`).
 ///
 /// ```swift
 /// router.on(.patch, "/users/:id") { _ in Response(status: .noContent) }
-/// router.on("PURGE", "/cache") { _ in .text("purged") }   // any token: string literals work
+/// let purge = HTTPMethod("PURGE")!                   // any token
+/// router.on(purge, "/cache") { _ in .text("purged") }
 /// ```
-public struct HTTPMethod: RawRepresentable, Hashable, Sendable, CustomStringConvertible,
-    ExpressibleByStringLiteral
-{
-    /// The method token as sent on the request line, for example `"GET"`.
-    public let rawValue: String
+public typealias HTTPMethod = HTTPRequest.Method
 
-    /// Creates a method from its token, for example `HTTPMethod(rawValue: "PURGE")`.
-    public init(rawValue: String) { self.rawValue = rawValue }
-
-    /// Creates a method from a string literal: `let method: HTTPMethod = "PURGE"`.
-    public init(stringLiteral value: String) { self.rawValue = value }
-
-    public var description: String { rawValue }
-
-    /// `GET`
-    public static let get = HTTPMethod(rawValue: "GET")
-    /// `HEAD`
-    public static let head = HTTPMethod(rawValue: "HEAD")
-    /// `POST`
-    public static let post = HTTPMethod(rawValue: "POST")
-    /// `PUT`
-    public static let put = HTTPMethod(rawValue: "PUT")
-    /// `PATCH`
-    public static let patch = HTTPMethod(rawValue: "PATCH")
-    /// `DELETE`
-    public static let delete = HTTPMethod(rawValue: "DELETE")
-    /// `OPTIONS`
-    public static let options = HTTPMethod(rawValue: "OPTIONS")
-
-    /// Interns the common methods so the hot path does not allocate a new string.
-    static func interned(_ token: String) -> HTTPMethod {
+extension HTTPRequest.Method {
+    /// The method for a token from a request line: the common ones shared, `nil` for a token
+    /// that is not one (RFC 9110 §9.1).
+    static func parsed(_ token: String) -> HTTPMethod? {
         switch token {
         case "GET": return .get
         case "POST": return .post
@@ -45,7 +22,7 @@ public struct HTTPMethod: RawRepresentable, Hashable, Sendable, CustomStringConv
         case "PATCH": return .patch
         case "DELETE": return .delete
         case "OPTIONS": return .options
-        default: return HTTPMethod(rawValue: token)
+        default: return HTTPMethod(token)
         }
     }
 }

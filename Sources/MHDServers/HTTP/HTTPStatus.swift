@@ -1,73 +1,31 @@
-/// An HTTP response status: a three-digit code and its reason phrase.
+/// An HTTP response status: swift-http-types' `HTTPResponse.Status`, a three-digit code and a
+/// reason phrase. Two statuses are equal when their codes are.
 ///
 /// ```swift
 /// let created = Response(status: .created)
 /// let teapot = Response(status: 418)   // integer literals work too
-/// print(created.status.code, teapot.status.reasonPhrase)
+/// print(created.status.code, teapot.status.phrase)   // 201 I'm a teapot
 /// ```
-public struct HTTPStatus: Hashable, Sendable, CustomStringConvertible, ExpressibleByIntegerLiteral {
-    /// The numeric status code, for example `404`.
-    public let code: Int
-    /// The reason phrase, for example `"Not Found"`.
-    public let reasonPhrase: String
+public typealias HTTPStatus = HTTPResponse.Status
 
-    /// Creates a status from a code and an optional reason phrase (a standard one is used if omitted).
-    public init(code: Int, reasonPhrase: String? = nil) {
-        self.code = code
-        self.reasonPhrase = reasonPhrase ?? HTTPStatus.standardReason(for: code)
-    }
-
-    /// Creates a status from an integer literal: `let status: HTTPStatus = 404`.
-    public init(integerLiteral value: Int) { self.init(code: value) }
-
-    public var description: String { "\(code) \(reasonPhrase)" }
-
+extension HTTPResponse.Status {
     /// Whether the code is in the 5xx range.
-    public var isServerError: Bool { code >= 500 && code < 600 }
+    ///
+    /// ```swift
+    /// if response.status.isServerError { logger.warning("failed: \(response.status)") }
+    /// ```
+    public var isServerError: Bool { kind == .serverError }
 
-    public static func == (lhs: HTTPStatus, rhs: HTTPStatus) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
-
-    /// 200
-    public static let ok = HTTPStatus(code: 200)
-    /// 201
-    public static let created = HTTPStatus(code: 201)
-    /// 202
-    public static let accepted = HTTPStatus(code: 202)
-    /// 204
-    public static let noContent = HTTPStatus(code: 204)
-    /// 301
-    public static let movedPermanently = HTTPStatus(code: 301)
-    /// 302
-    public static let found = HTTPStatus(code: 302)
-    /// 304
-    public static let notModified = HTTPStatus(code: 304)
-    /// 400
-    public static let badRequest = HTTPStatus(code: 400)
-    /// 401
-    public static let unauthorized = HTTPStatus(code: 401)
-    /// 403
-    public static let forbidden = HTTPStatus(code: 403)
-    /// 404
-    public static let notFound = HTTPStatus(code: 404)
-    /// 405
-    public static let methodNotAllowed = HTTPStatus(code: 405)
-    /// 409
-    public static let conflict = HTTPStatus(code: 409)
-    /// 413
-    public static let contentTooLarge = HTTPStatus(code: 413)
-    /// 415
-    public static let unsupportedMediaType = HTTPStatus(code: 415)
-    /// 422
-    public static let unprocessableContent = HTTPStatus(code: 422)
-    /// 429
-    public static let tooManyRequests = HTTPStatus(code: 429)
-    /// 500
-    public static let internalServerError = HTTPStatus(code: 500)
-    /// 501
-    public static let notImplemented = HTTPStatus(code: 501)
-    /// 503
-    public static let serviceUnavailable = HTTPStatus(code: 503)
+    /// The reason phrase, or the standard one for the code when none was given (a status
+    /// built from an integer literal has none): what error bodies say by default.
+    ///
+    /// ```swift
+    /// let status: HTTPStatus = 404
+    /// print(status.phrase)   // Not Found
+    /// ```
+    public var phrase: String {
+        reasonPhrase.isEmpty ? Self.standardReason(for: code) : reasonPhrase
+    }
 
     static func standardReason(for code: Int) -> String {
         switch code {
@@ -76,20 +34,28 @@ public struct HTTPStatus: Hashable, Sendable, CustomStringConvertible, Expressib
         case 201: return "Created"
         case 202: return "Accepted"
         case 204: return "No Content"
+        case 206: return "Partial Content"
         case 301: return "Moved Permanently"
         case 302: return "Found"
+        case 303: return "See Other"
         case 304: return "Not Modified"
+        case 307: return "Temporary Redirect"
+        case 308: return "Permanent Redirect"
         case 400: return "Bad Request"
         case 401: return "Unauthorized"
         case 403: return "Forbidden"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
+        case 406: return "Not Acceptable"
         case 408: return "Request Timeout"
         case 409: return "Conflict"
+        case 410: return "Gone"
         case 411: return "Length Required"
+        case 412: return "Precondition Failed"
         case 413: return "Content Too Large"
         case 414: return "URI Too Long"
         case 415: return "Unsupported Media Type"
+        case 416: return "Range Not Satisfiable"
         case 418: return "I'm a teapot"
         case 422: return "Unprocessable Content"
         case 429: return "Too Many Requests"

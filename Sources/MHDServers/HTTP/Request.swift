@@ -89,7 +89,7 @@ public struct Request: Sendable {
     /// ```
     public func decode<T: Decodable>(_ type: T.Type, decoder: JSONDecoder? = nil) throws -> T {
         let coding = JSONCoding.current
-        if coding.requiresJSONContentType, let contentType = headers["Content-Type"], !JSONCoding.isJSON(contentType) {
+        if coding.requiresJSONContentType, let contentType = headers[.contentType], !JSONCoding.isJSON(contentType) {
             throw HTTPError(.unsupportedMediaType, message: "the body must be JSON (Content-Type: application/json), not \(contentType)")
         }
         do {

@@ -56,7 +56,7 @@ public struct Response: Sendable {
     /// router.get("/ping") { _ in .text("pong") }
     /// ```
     public static func text(_ text: String, status: HTTPStatus = .ok) -> Response {
-        Response(status: status, headers: ["Content-Type": "text/plain; charset=utf-8"], body: Array(text.utf8))
+        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: Array(text.utf8))
     }
 
     /// An `application/json` response encoding `value`.
@@ -71,7 +71,7 @@ public struct Response: Sendable {
         _ value: T, status: HTTPStatus = .ok, encoder: JSONEncoder? = nil
     ) throws -> Response {
         let data = try (encoder ?? JSONCoding.current.encoder).encode(value)
-        return Response(status: status, headers: ["Content-Type": "application/json"], body: Array(data))
+        return Response(status: status, headers: [.contentType: "application/json"], body: Array(data))
     }
 
     /// An `application/json` response from JSON text you already have.
@@ -80,7 +80,7 @@ public struct Response: Sendable {
     /// router.get("/hello") { _ in .json(raw: #"{"message":"hello"}"#) }
     /// ```
     public static func json(raw: String, status: HTTPStatus = .ok) -> Response {
-        Response(status: status, headers: ["Content-Type": "application/json"], body: Array(raw.utf8))
+        Response(status: status, headers: [.contentType: "application/json"], body: Array(raw.utf8))
     }
 
     /// The JSON error body every error answer uses: `{"error":{"status":N,"message":"..."}}`.
@@ -89,7 +89,7 @@ public struct Response: Sendable {
     /// router.post("/names") { _ in .error(.conflict, message: "name taken") }
     /// ```
     public static func error(_ status: HTTPStatus, message: String? = nil) -> Response {
-        let message = message ?? status.reasonPhrase
+        let message = message ?? status.phrase
         let json = #"{"error":{"status":\#(status.code),"message":\#(jsonQuoted(message))}}"#
         return .json(raw: json, status: status)
     }
@@ -116,7 +116,7 @@ public struct Response: Sendable {
     /// ```
     public func uncached() -> Response {
         var copy = self
-        copy.headers["Cache-Control"] = "no-store"
+        copy.headers[.cacheControl] = "no-store"
         return copy
     }
 

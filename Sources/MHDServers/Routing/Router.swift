@@ -101,7 +101,7 @@ public struct Router: HTTPHandler {
     /// Adds a route whose handler runs inline on the I/O thread (it must not block).
     ///
     /// ```swift
-    /// router.on("PURGE", "/cache") { _ in Response(status: .noContent) }
+    /// router.on(HTTPMethod("PURGE")!, "/cache") { _ in Response(status: .noContent) }
     /// ```
     public mutating func on(
         _ method: HTTPMethod, _ path: String, use handler: @escaping @Sendable (Request) throws -> Response
@@ -420,7 +420,7 @@ public struct Router: HTTPHandler {
 
     static func methodNotAllowed(allow: String) -> Response {
         var response = Response.error(.methodNotAllowed)
-        response.headers["Allow"] = allow
+        response.headers[.allow] = allow
         return response
     }
 }
