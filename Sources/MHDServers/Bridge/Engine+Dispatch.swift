@@ -150,6 +150,9 @@ extension Engine {
             context.accessLog?.requestID = String(id.prefix(128))
         }
         let closing = close || closesConnections.load(ordering: .relaxed)
+        if let source = response.storage.source {
+            return queueProduced(response, source, on: context, closing: closing)
+        }
         if let native = response.native, !closing {
             return MHD_queue_response(context.connection, native.status, native.pointer)
         }

@@ -8,6 +8,12 @@ extension Engine {
         guard let slot, let raw = slot.pointee else { return }
         slot.pointee = nil
         let context = Unmanaged<EngineRequest>.fromOpaque(raw).takeRetainedValue()
+        if let stream = context.stream {
+            stream.close()
+            streams.remove(stream)
+            suspended.remove(context)
+            context.stream = nil
+        }
         Engine.withConnectionState(context.connection) { $0.requestComplete() }
         guard
             let status = context.end(

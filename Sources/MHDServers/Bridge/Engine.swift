@@ -62,6 +62,7 @@ final class Engine: @unchecked Sendable {
     /// answers 503 until then.
     let readinessPending = Atomic<Bool>(false)
     let suspended = SuspendedConnections()
+    let streams = OpenStreams()
     let drainSignal: DrainSignal
     let supervisor: Supervisor
     let lastEngineMessage = Locked<String?>(nil)
@@ -186,6 +187,7 @@ final class Engine: @unchecked Sendable {
         readinessWithdrawn.store(true, ordering: .relaxed)
         closesConnections.store(true, ordering: .relaxed)
         drainSignal.listenerClosed()
+        streams.drainStarted()
         lifecycle.withLock { state in
             guard let daemon = state.daemon, !state.quiesced else { return }
             state.quiesced = true

@@ -40,6 +40,9 @@ final class EngineRequest: @unchecked Sendable {
     /// Set only when the access log is on: what its line needs at the end.
     var accessLog: (method: String, path: String, requestID: String)?
     var fd: Int32 = -1
+    /// The streamed body being sent, if the response is one (engine thread sets it once; the
+    /// shutdown path and the supervisor reach it through ``SuspendedConnections``).
+    var stream: ResponseStream?
 
     /// Where the request is, as the engine thread sees it. Every request that began ends
     /// exactly once, in ``Phase/ended``.
@@ -100,6 +103,7 @@ final class EngineRequest: @unchecked Sendable {
     /// Resumes a suspended connection without the handler's response (the server answers 503,
     /// or closes if the client is gone).
     func abandon() {
+        if let stream { return stream.abandon() }
         exchange.withLock { exchange in
             guard exchange.abandon() == .resume else { return }
             MHD_resume_connection(connection)
@@ -108,6 +112,7 @@ final class EngineRequest: @unchecked Sendable {
 
     /// Cancels the handler task, if any (client gone, or shutdown).
     func cancelTask(clientGone: Bool = false) {
+        if let stream { return stream.abandon() }
         let task = exchange.withLock { $0.cancel(clientGone: clientGone) }
         task?.cancel()
     }

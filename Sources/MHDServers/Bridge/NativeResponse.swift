@@ -6,11 +6,18 @@ final class NativeResponse: @unchecked Sendable {
     let pointer: OpaquePointer
     let status: UInt32
 
-    init(_ storage: Response.Storage, closeConnection: Bool = false) {
-        pointer = storage.body.withUnsafeBytes { bytes in
+    convenience init(_ storage: Response.Storage, closeConnection: Bool = false) {
+        let pointer = storage.body.withUnsafeBytes { bytes in
             MHD_create_response_from_buffer(
                 bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress), .RESPMEM_MUST_COPY)
         }
+        self.init(taking: pointer!, storage, closeConnection: closeConnection)
+    }
+
+    /// Takes over an engine response made elsewhere (a stream, a file) and adds the status and
+    /// the header fields of `storage`.
+    init(taking pointer: OpaquePointer, _ storage: Response.Storage, closeConnection: Bool) {
+        self.pointer = pointer
         status = UInt32(clamping: storage.status.code)
         for field in storage.headers {
             // Names are tokens and values hold no CR, LF or NUL (HTTPFields checks both as the

@@ -25,16 +25,36 @@ public struct Response: Sendable {
         get { storage.headers }
         set { storage.headers = newValue; native = nil }
     }
-    /// The body bytes.
+    /// The body bytes. Empty for a streamed or file response (see ``isStreamed``); setting it
+    /// makes the response a plain one with these bytes.
     public var body: [UInt8] {
         get { storage.body }
-        set { storage.body = newValue; native = nil }
+        set { storage.body = newValue; storage.source = nil; native = nil }
     }
+
+    /// Whether the body is produced as it is sent (a stream, events, a file) rather than held
+    /// in ``body``.
+    ///
+    /// ```swift
+    /// let events = Response(status: .ok) { writer in try await writer.write("tick\n") }
+    /// print(events.isStreamed, events.body.isEmpty)   // true true
+    /// ```
+    public var isStreamed: Bool { storage.source != nil }
 
     struct Storage: Sendable {
         var status: HTTPStatus
         var headers: HTTPHeaders
         var body: [UInt8]
+        /// Where a body that is not held in `body` comes from.
+        var source: BodySource? = nil
+    }
+
+    /// A body produced while it is sent.
+    enum BodySource: Sendable {
+        /// Written by a task as the client reads it (see ``ResponseBodyWriter``).
+        case stream(StreamBody)
+        /// Sent from an open file by the engine (zero-copy where the kernel allows).
+        case file(FileBody)
     }
 
     var storage: Storage
@@ -103,6 +123,7 @@ public struct Response: Sendable {
     /// router.get("/api/hello") { _ in hello }
     /// ```
     public func reusable() -> Response {
+        guard storage.source == nil else { return self }  // produced per request, never shared
         var copy = self
         copy.native = NativeResponse(copy.storage)
         return copy

@@ -1,0 +1,214 @@
+import CMicroHTTPD
+import Logging
+
+/// A streamed response body between the task that writes it and the engine thread that sends
+/// it (the engine's content-reader callback). The ``StreamState`` under the lock decides; this
+/// class carries the actions out under the same lock (suspend and resume the connection) or
+/// right after it (wake the writer, cancel the task).
+///
+/// Lifetime: created when the response is queued, retained by the engine's response (its
+/// free callback releases it) and by the writer's task; ``close()`` at the request's end.
+final class ResponseStream: @unchecked Sendable {
+    private struct Guarded {
+        var state: StreamState
+        var waiter: CheckedContinuation<Void, any Error>?
+        var task: Task<Void, Never>?
+        /// The server ended the writer's task for the drain: a clean end, not a failure.
+        var endedForDrain = false
+    }
+    private let guarded: Locked<Guarded>
+    let connection: OpaquePointer
+    /// The request, for the suspension registry (shutdown and hang-ups). Held until the
+    /// writer's task ends, a moment after the request does.
+    let context: EngineRequest
+    private let engine: Engine
+    /// Whether the server ends this stream when it starts draining (events) rather than at the
+    /// drain deadline (downloads).
+    let endsAtDrain: Bool
+
+    init(context: EngineRequest, engine: Engine, body: StreamBody) {
+        self.context = context
+        self.engine = engine
+        self.connection = context.connection
+        self.endsAtDrain = body.endsAtDrain
+        guarded = Locked(Guarded(state: StreamState(highWater: body.highWater, declaredLength: body.length.map(UInt64.init))))
+    }
+
+    /// Starts the writer's task. It begins at once on this thread and runs until its first
+    /// suspension (a write that waits, or the producer's own awaits).
+    func start(_ produce: @escaping @Sendable (ResponseBodyWriter) async throws -> Void, logger: Logger) {
+        let writer = ResponseBodyWriter(target: .engine(self))
+        let task = Task {
+            let failure: (any Error)?
+            do {
+                try await produce(writer)
+                failure = nil
+            } catch {
+                failure = error
+            }
+            self.producerEnded(failure, logger: logger)
+        }
+        let over = guarded.withLock { guarded in
+            guarded.task = task
+            return guarded.state.phase == .closed || guarded.state.phase == .failed
+        }
+        if over { task.cancel() }
+    }
+
+    private func producerEnded(_ failure: (any Error)?, logger: Logger) {
+        let (action, quiet) = guarded.withLock { guarded -> (StreamState.EndAction, Bool) in
+            let cleanEnd = failure == nil || (guarded.endedForDrain && failure is CancellationError)
+            let action = cleanEnd ? guarded.state.finish() : guarded.state.fail()
+            let quiet = guarded.state.phase == .closed || failure is CancellationError || failure is StreamClosed
+            carryOut(action)
+            return (action, quiet)
+        }
+        if let failure, !quiet {
+            logger.error("streamed response failed: \(String(describing: failure))", metadata: ["server": "\(engine.config.name)"])
+        }
+        if action == .resumeEngine { engine.suspended.remove(context) }
+    }
+
+    // MARK: Writer
+
+    func write(_ chunk: [UInt8]) async throws {
+        let action = guarded.withLock { guarded -> StreamState.WriteAction in
+            let action = guarded.state.write(chunk)
+            if action == .resumeEngine || action == .resumeEngineAndWait { MHD_resume_connection(connection) }
+            return action
+        }
+        switch action {
+        case .proceed: return
+        case .resumeEngine:
+            engine.suspended.remove(context)
+        case .resumeEngineAndWait:
+            engine.suspended.remove(context)
+            try await waitForRoom()
+        case .wait:
+            try await waitForRoom()
+        case .closed:
+            throw StreamClosed()
+        case .tooLong:
+            throw StreamClosed(reason: "more bytes than the declared Content-Length")
+        }
+    }
+
+    private func waitForRoom() async throws {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let now: Result<Void, any Error>? = guarded.withLock { guarded in
+                    if Task.isCancelled {
+                        guarded.state.writerStoppedWaiting()
+                        return .failure(CancellationError())
+                    }
+                    if guarded.state.writerMayProceed {
+                        guarded.state.writerStoppedWaiting()
+                        return guarded.state.phase == .open ? .success(()) : .failure(StreamClosed())
+                    }
+                    guarded.waiter = continuation
+                    return nil
+                }
+                if let now { continuation.resume(with: now) }
+            }
+        } onCancel: {
+            let waiter = guarded.withLock { guarded -> CheckedContinuation<Void, any Error>? in
+                defer { guarded.waiter = nil }
+                guarded.state.writerStoppedWaiting()
+                return guarded.waiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    // MARK: Engine thread
+
+    /// The content-reader callback: bytes, 0 after suspending the connection, or the end.
+    func read(into buffer: UnsafeMutablePointer<CChar>, max: Int) -> Int {
+        let destination = UnsafeMutableRawBufferPointer(start: buffer, count: max)
+        var waiter: CheckedContinuation<Void, any Error>?
+        let read = { (guarded: inout Guarded) -> StreamState.ReadResult in
+            let result = guarded.state.read(into: destination)
+            if case .bytes(_, true) = result {
+                waiter = guarded.waiter
+                guarded.waiter = nil
+            }
+            return result
+        }
+        var result = guarded.withLock { guarded in guarded.state.wouldSuspend ? nil : read(&guarded) }
+        if result == nil {
+            // Nothing to send yet: suspend, through the registry, so a shutdown either sees
+            // this connection or prevents the suspension (the engine must never stop with one
+            // suspended). The state decides again under both locks: the writer may have
+            // written or ended meanwhile, and it resumes only a suspension it can see.
+            _ = engine.suspended.register(context) { stopping in
+                guarded.withLock { guarded in
+                    if stopping {
+                        _ = guarded.state.fail()
+                        result = .endWithError
+                        return false
+                    }
+                    result = read(&guarded)
+                    guard result == .suspend else { return false }
+                    MHD_suspend_connection(connection)
+                    return true
+                }
+            }
+        }
+        waiter?.resume()
+        switch result ?? .endWithError {
+        case .bytes(let count, _): return count
+        case .suspend: return 0
+        case .endOfStream: return -1  // MHD_CONTENT_READER_END_OF_STREAM
+        case .endWithError: return -2  // MHD_CONTENT_READER_END_WITH_ERROR
+        }
+    }
+
+    /// The request is over (sent, or the client is gone): stop the writer.
+    func close() {
+        let (task, waiter) = guarded.withLock { guarded -> (Task<Void, Never>?, CheckedContinuation<Void, any Error>?) in
+            let writing = guarded.state.close()
+            defer { guarded.waiter = nil }
+            return (writing ? guarded.task : nil, guarded.waiter)
+        }
+        waiter?.resume(throwing: StreamClosed())
+        task?.cancel()
+    }
+
+    /// The server gives up on the stream (drain deadline, stop, client gone): the body ends
+    /// with an error (the connection closes) and the writer's task is cancelled.
+    func abandon() {
+        let (task, waiter) = guarded.withLock { guarded -> (Task<Void, Never>?, CheckedContinuation<Void, any Error>?) in
+            carryOut(guarded.state.fail())
+            defer { guarded.waiter = nil }
+            return (guarded.task, guarded.waiter)
+        }
+        waiter?.resume(throwing: StreamClosed())
+        task?.cancel()
+    }
+
+    /// The server starts draining: a stream that ends at the drain (events) has its writer's
+    /// task cancelled, and the body ends cleanly after what was written.
+    func drainStarted() {
+        guard endsAtDrain else { return }
+        let (task, waiter) = guarded.withLock { guarded -> (Task<Void, Never>?, CheckedContinuation<Void, any Error>?) in
+            guard guarded.state.phase == .open else { return (nil, nil) }
+            guarded.endedForDrain = true
+            defer { guarded.waiter = nil }
+            return (guarded.task, guarded.waiter)
+        }
+        waiter?.resume(throwing: CancellationError())
+        task?.cancel()
+    }
+
+    /// Resumes the connection if the state says so (under the lock that decided it).
+    private func carryOut(_ action: StreamState.EndAction) {
+        if action == .resumeEngine { MHD_resume_connection(connection) }
+    }
+}
+
+/// Thrown by a write after the stream ended (the client went away, or the server stopped the
+/// stream): the writer should simply return.
+struct StreamClosed: Error, CustomStringConvertible {
+    var reason = "the response stream is closed (the client went away or the server stopped it)"
+    var description: String { reason }
+}
