@@ -3,7 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import MHDServers
+@_spi(Testing) import MHDServers
 
 /// Sends requests to the code under test and returns its ``TestResponse``s: straight to the
 /// router in process, or over TCP to the running server live (see ``TestMode``).
