@@ -96,4 +96,12 @@ mhds_counter_load (const long *counter)
   return __atomic_load_n (counter, __ATOMIC_RELAXED);
 }
 
+/* Answers without chunked framing and closes the connection after the response, keeping
+ * "HTTP/1.1" on the status line (MHD_set_response_options is variadic). */
+static inline int
+mhds_response_without_chunks (struct MHD_Response *response)
+{
+  return MHD_set_response_options (response, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);
+}
+
 #endif

@@ -14,6 +14,15 @@ extension Engine {
             }
             let native = NativeResponse(taking: pointer, response.storage, closeConnection: closing)
             return MHD_queue_response(context.connection, native.status, native.pointer)
+        case .stream(let body) where context.method == .head && body.length == nil:
+            // Nothing is written for HEAD. libmicrohttpd 0.9.75 sends the last chunk
+            // ("0\r\n\r\n") after the header block of any chunked answer to HEAD, so this one is
+            // not chunked: the header block without the framing fields (RFC 9110 §9.3.2 lets a
+            // HEAD answer leave out what only the body decides), then the connection closes.
+            let pointer = MHD_create_response_from_callback(UInt64.max, 1, { _, _, _, _ in -1 }, nil, nil)!
+            _ = mhds_response_without_chunks(pointer)
+            let native = NativeResponse(taking: pointer, response.storage, closeConnection: true)
+            return MHD_queue_response(context.connection, native.status, native.pointer)
         case .stream(let body):
             let stream = ResponseStream(context: context, engine: self, body: body)
             let retained = Unmanaged.passRetained(stream).toOpaque()
@@ -30,7 +39,8 @@ extension Engine {
             streams.add(stream)
             let native = NativeResponse(taking: pointer, response.storage, closeConnection: closing)
             let queued = MHD_queue_response(context.connection, native.status, native.pointer)
-            stream.start(body.produce, logger: logger)
+            // For HEAD (with a declared length) the engine never reads the body.
+            if context.method != .head { stream.start(body.produce, logger: logger) }
             return queued
         }
     }

@@ -1,6 +1,10 @@
 import CMicroHTTPD
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A streamed response body between the task that writes it and the engine thread that sends
 /// it (the engine's content-reader callback). The ``StreamState`` under the lock decides; this
 /// class carries the actions out under the same lock (suspend and resume the connection) or
@@ -58,7 +62,7 @@ final class ResponseStream: @unchecked Sendable {
     private func producerEnded(_ failure: (any Error)?, logger: Logger) {
         let (action, quiet) = guarded.withLock { guarded -> (StreamState.EndAction, Bool) in
             let cleanEnd = failure == nil || (guarded.endedForDrain && failure is CancellationError)
-            let action = cleanEnd ? guarded.state.finish() : guarded.state.fail()
+            let action = cleanEnd ? guarded.state.finish() : guarded.state.fail(sendBuffered: true)
             let quiet = guarded.state.phase == .closed || failure is CancellationError || failure is StreamClosed
             carryOut(action)
             return (action, quiet)
@@ -159,7 +163,11 @@ final class ResponseStream: @unchecked Sendable {
         case .bytes(let count, _): return count
         case .suspend: return 0
         case .endOfStream: return -1  // MHD_CONTENT_READER_END_OF_STREAM
-        case .endWithError: return -2  // MHD_CONTENT_READER_END_WITH_ERROR
+        case .endWithError:
+            // The engine marks the connection closed but leaves the socket to its next wake-up
+            // (up to its idle timeout): shut it down now, so the client sees the end at once.
+            if context.fd >= 0 { _ = shutdown(context.fd, Int32(SHUT_RDWR)) }
+            return -2  // MHD_CONTENT_READER_END_WITH_ERROR
         }
     }
 

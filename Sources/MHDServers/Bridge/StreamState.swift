@@ -7,7 +7,8 @@
 /// ```
 /// open ──writer finishes──▶ finishing ──buffer sent──▶ (end of stream)
 ///   │                          
-///   ├─writer throws / server abandons──▶ failed ──▶ (end with error: the connection closes)
+///   ├─writer throws──▶ failed ──buffer sent──▶ (end with error: the connection closes)
+///   ├─server abandons──▶ failed ──▶ (end with error at once)
 ///   └─request completes (sent, or client gone)──▶ closed   (a writer still writing gets an error)
 /// ```
 ///
@@ -103,11 +104,12 @@ struct StreamState: Sendable {
         return takeSuspension()
     }
 
-    /// The writer threw, or the server gave up on the stream (drain deadline, client gone).
-    mutating func fail() -> EndAction {
+    /// The writer threw (what it wrote is still sent, then the connection closes), or the
+    /// server gave up on the stream (drain deadline, client gone: nothing more is sent).
+    mutating func fail(sendBuffered: Bool = false) -> EndAction {
         guard phase == .open || phase == .finishing else { return .none }
         phase = .failed
-        dropBuffer()
+        if !sendBuffered { dropBuffer() }
         return takeSuspension()
     }
 
@@ -131,11 +133,12 @@ struct StreamState: Sendable {
     /// The engine asks for up to `max` bytes into `destination`.
     mutating func read(into destination: UnsafeMutableRawBufferPointer) -> ReadResult {
         switch phase {
-        case .failed, .closed:
+        case .closed:
             return .endWithError
-        case .open, .finishing:
+        case .open, .finishing, .failed:
             if buffered == 0 {
                 if phase == .finishing { return .endOfStream }
+                if phase == .failed { return .endWithError }
                 engineSuspended = true
                 return .suspend
             }
