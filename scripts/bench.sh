@@ -418,6 +418,13 @@ GROWTH_MB=$(awk -v kb="$GROWTH_KB" 'BEGIN { printf "%.2f", kb / 1024 }')
 
 MD=""
 md() { MD+="$*"$'\n'; }
+md_name() {   # md_name SCENARIO: the scenario's name and path(s) for the markdown tables
+    if [[ -n ${APP_PATH_OF[$1]:-} ]]; then
+        echo "$1 \`${APP_PATH_OF[$1]}\` (C: \`${PATH_OF[$1]}\`)"
+    else
+        echo "$1 \`${PATH_OF[$1]}\`"
+    fi
+}
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo
@@ -439,7 +446,7 @@ for scenario in "${SCENARIOS[@]}"; do
         cr=$(ratio "${MED_CPU[$k]}" "${MED_CPU[$scenario.reference]}")
         printf '  %-12s %14.1f %11.3f ms %14.3f %7d %10sx %8sx %10sx\n' "$label" "${MED_RPS[$k]}" "${MED_P99[$k]}" \
             "${MED_CPU[$k]}" "${ERRS[$k]}" "$rr" "$pr" "$cr"
-        md "| $scenario \`${PATH_OF[$scenario]}\` | $label | $(printf '%.0f' "${MED_RPS[$k]}") | $(printf '%.3f' "${MED_P99[$k]}") | $(printf '%.2f' "${MED_CPU[$k]}") | ${ERRS[$k]} | ${rr}× | ${pr}× | ${cr}× |"
+        md "| $(md_name "$scenario") | $label | $(printf '%.0f' "${MED_RPS[$k]}") | $(printf '%.3f' "${MED_P99[$k]}") | $(printf '%.2f' "${MED_CPU[$k]}") | ${ERRS[$k]} | ${rr}× | ${pr}× | ${cr}× |"
     done
     if [[ -n ${MED_RPS[$scenario.hummingbird]:-} ]]; then
         echo "  Swift app / Hummingbird: req/s $(ratio "${MED_RPS[$scenario.app]}" "${MED_RPS[$scenario.hummingbird]}")x," \
@@ -459,7 +466,7 @@ if ((HUMMINGBIRD)); then
     md "|---|---:|---:|---:|"
     for scenario in "${SCENARIOS[@]}"; do
         [[ -n ${MED_RPS[$scenario.hummingbird]:-} ]] || continue
-        md "| $scenario \`${PATH_OF[$scenario]}\` | $(ratio "${MED_RPS[$scenario.app]}" "${MED_RPS[$scenario.hummingbird]}")× | $(ratio "${MED_P99[$scenario.app]}" "${MED_P99[$scenario.hummingbird]}")× | $(ratio "${MED_CPU[$scenario.app]}" "${MED_CPU[$scenario.hummingbird]}")× |"
+        md "| $(md_name "$scenario") | $(ratio "${MED_RPS[$scenario.app]}" "${MED_RPS[$scenario.hummingbird]}")× | $(ratio "${MED_P99[$scenario.app]}" "${MED_P99[$scenario.hummingbird]}")× | $(ratio "${MED_CPU[$scenario.app]}" "${MED_CPU[$scenario.hummingbird]}")× |"
     done
 fi
 
