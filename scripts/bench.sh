@@ -2,18 +2,24 @@
 # Side-by-side benchmark: a plain-C libmicrohttpd server (Benchmarks/reference/reference.c)
 # against the Swift demo app, both on 127.0.0.1 with the same engine settings.
 #
-#   scripts/bench.sh [--smoke] [--rounds N] [--duration SECONDS] [--markdown FILE] [--strict]
+#   scripts/bench.sh [--smoke] [--rounds N] [--duration SECONDS] [--markdown FILE] [--strict] [--hummingbird]
 #
 #   --smoke          CI mode: 1 round x 2 s, smaller counts; targets are shown, not checked
 #   --rounds N       interleaved rounds per scenario (default 5, smoke 1)
 #   --duration S     seconds per wrk run (default 10, smoke 2)
 #   --markdown FILE  also write the results as markdown to FILE
 #   --strict         exit 1 when a target is missed (full mode)
+#   --hummingbird    also build and measure Benchmarks/hummingbird/hb-bench (Hummingbird 2)
 #
 # Scenarios (wrk -t2 -c64 --latency, a short warm-up first, runs interleaved C, Swift, C, ...):
 #   plain  GET /api/hello     constant response, inline handler
 #   async  GET /bench/async   Swift: async handler (suspend/resume + Task); C: answered inline
 #   echo   POST /bench/echo   1 KiB JSON body, copied back by both servers (the body path)
+#   (mw     GET /bench/middleware on the app: request ID + CORS, against C's /api/hello)
+# Each run also reports server CPU per request: utime+stime of the server process from
+# /proc/PID/stat before and after the wrk run, divided by the requests wrk reported.
+# With --hummingbird a third target, a Hummingbird 2 server with the same routes and bodies,
+# joins the rounds (C, Swift, Hummingbird, C, ...); it has no mw route, so it skips mw.
 # Plus: idle RSS of the 2-server app, RSS growth over ~1M /api/hello requests (smoke: 50k),
 # RSS per extra server (--extra-servers 100), time until "ready: 102 servers listening",
 # and SIGTERM -> exit with idle servers.
@@ -26,9 +32,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$ROOT/.build/bench
 HOST=127.0.0.1
 
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
-MODE=full ROUNDS= DURATION= MARKDOWN= STRICT=0
+MODE=full ROUNDS= DURATION= MARKDOWN= STRICT=0 HUMMINGBIRD=0
 COMMAND_LINE="scripts/bench.sh${*:+ $*}"
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -37,6 +43,7 @@ while [[ $# -gt 0 ]]; do
         --duration) DURATION=${2:?--duration needs a value}; shift ;;
         --markdown) MARKDOWN=${2:?--markdown needs a file}; shift ;;
         --strict) STRICT=1 ;;
+        --hummingbird) HUMMINGBIRD=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "bench: unknown argument '$1'" >&2; usage >&2; exit 64 ;;
     esac
@@ -118,6 +125,8 @@ need pkg-config "sudo apt-get install pkg-config"
 need swift "see https://swift.org/install"
 pkg-config --exists libmicrohttpd || die "libmicrohttpd not found by pkg-config (sudo apt-get install libmicrohttpd-dev)"
 [[ -r /proc/self/status ]] || die "needs Linux /proc"
+CLK_TCK=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
+[[ $CLK_TCK =~ ^[1-9][0-9]*$ ]] || die "unexpected CLK_TCK '$CLK_TCK'"
 
 mkdir -p "$OUT"
 say "building the reference server and the timing helper (cc -O2)"
@@ -131,6 +140,17 @@ say "building the app (swift build -c release --product app; log: .build/bench/b
 APP="$(cd "$ROOT" && swift build -c release --show-bin-path)/app"
 REF=$OUT/reference
 [[ -x $APP ]] || die "no app binary at $APP"
+TARGETS=(reference app)
+if ((HUMMINGBIRD)); then
+    HB_PACKAGE=$ROOT/Benchmarks/hummingbird/hb-bench
+    HB_SCRATCH=$OUT/hummingbird
+    say "building the Hummingbird target (swift build -c release; log: .build/bench/hummingbird-build.log)"
+    swift build -c release --package-path "$HB_PACKAGE" --scratch-path "$HB_SCRATCH" >"$OUT/hummingbird-build.log" 2>&1 \
+        || { tail -n 30 "$OUT/hummingbird-build.log" >&2; die "swift build of Benchmarks/hummingbird/hb-bench failed"; }
+    HB="$(swift build -c release --package-path "$HB_PACKAGE" --scratch-path "$HB_SCRATCH" --show-bin-path)/hb-bench"
+    [[ -x $HB ]] || die "no hb-bench binary at $HB"
+    TARGETS+=(hummingbird)
+fi
 
 SECONDS=0
 STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -218,6 +238,18 @@ wait_until_answering "$APP_PID" "$OUT/app.log" "http://$HOST:$APP_PORT/api/hello
 REF_IDLE_RSS=$(rss_kb "$REF_PID")
 say "reference (pid $REF_PID) on $HOST:$REF_PORT, app (pid $APP_PID) on $HOST:$APP_PORT"
 
+HB_PID= HB_PORT=
+if ((HUMMINGBIRD)); then
+    free_port 18450; HB_PORT=$PORT
+    : >"$OUT/hummingbird.log"
+    "$HB" "$HB_PORT" >"$OUT/hummingbird.log" 2>&1 &
+    HB_PID=$!
+    PIDS+=("$HB_PID")
+    wait_until_answering "$HB_PID" "$OUT/hummingbird.log" "http://$HOST:$HB_PORT/api/hello" "listening on"
+    HB_IDLE_RSS=$(rss_kb "$HB_PID")
+    say "hummingbird (pid $HB_PID) on $HOST:$HB_PORT"
+fi
+
 # ---------------------------------------------------------------- correctness checks
 PAYLOAD_PREFIX='{"id":12345,"name":"benchmark","tags":["alpha","beta","gamma","delta"],"payload":"'
 PAYLOAD=$(head -c $((1024 - ${#PAYLOAD_PREFIX} - 2)) /dev/zero | tr '\0' 'x')
@@ -240,8 +272,8 @@ check() {
     [[ $got == "200 application/json"* ]] || die "$name: $url answered '$got'"
     grep -qF "$expected" "$OUT/check.body" || die "$name: unexpected body from $url: $(head -c 200 "$OUT/check.body")"
 }
-for target in reference app; do
-    if [[ $target == reference ]]; then port=$REF_PORT; else port=$APP_PORT; fi
+for target in "${TARGETS[@]}"; do
+    case $target in reference) port=$REF_PORT ;; app) port=$APP_PORT ;; hummingbird) port=$HB_PORT ;; esac
     base="http://$HOST:$port"
     check "$target" "$base/api/hello" "$HELLO"
     check "$target" "$base/bench/async" "$HELLO"
@@ -271,6 +303,26 @@ run_wrk() {
     read -r W_RPS W_P99 W_ERR W_REQ <<<"$parsed"
 }
 
+# cpu_ticks PID: utime + stime of the whole process (all threads), in clock ticks: fields 14
+# and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || die "process $1 is gone (cannot read /proc/$1/stat)"
+    stat=${stat##*) }
+    awk '{ print $12 + $13 }' <<<"$stat"
+}
+# run_wrk_cpu PID FILE URL DURATION [LUA]: run_wrk, plus W_CPU, the server's CPU time per
+# request in µs over that run.
+run_wrk_cpu() {
+    local pid=$1 before after
+    shift
+    before=$(cpu_ticks "$pid")
+    run_wrk "$@"
+    after=$(cpu_ticks "$pid")
+    ((W_REQ > 0)) || { cat "$1" >&2; die "wrk reported no requests against $2"; }
+    W_CPU=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$W_REQ" 'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
+}
+
 TOTAL_ERRORS=0
 ERROR_RUNS=()
 count_errors() {   # count_errors ERRORS WHAT
@@ -283,39 +335,53 @@ declare -A PATH_OF=([plain]=/api/hello [mw]=/api/hello [async]=/bench/async [ech
 declare -A APP_PATH_OF=([mw]=/bench/middleware)
 declare -A LUA_OF=([plain]= [mw]= [async]= [echo]=$OUT/echo.lua)
 declare -A TITLE=([plain]="plain  GET /api/hello" [mw]="mw     GET /bench/middleware (request ID + CORS, inline; C: /api/hello)" [async]="async  GET /bench/async" [echo]="echo   POST /bench/echo (${#BODY} B JSON)")
-declare -A PORT_OF=([reference]=$REF_PORT [app]=$APP_PORT)
-declare -A MED_RPS MED_P99 ERRS ROUND_RPS
+declare -A PORT_OF=([reference]=$REF_PORT [app]=$APP_PORT [hummingbird]=$HB_PORT)
+declare -A PID_OF=([reference]=$REF_PID [app]=$APP_PID [hummingbird]=$HB_PID)
+declare -A LABEL_OF=([reference]="C reference" [app]="Swift app" [hummingbird]=Hummingbird)
+declare -A MED_RPS MED_P99 MED_CPU ERRS ROUND_RPS ROUND_CPU
 GROWTH_BEFORE= GROWTH_AFTER= GROWTH_REQUESTS=0
 
 path_for() {   # path_for TARGET: the scenario's path on that target
     if [[ $1 == app && -n ${APP_PATH_OF[$scenario]:-} ]]; then echo "${APP_PATH_OF[$scenario]}"; else echo "$path"; fi
 }
+targets_for() {   # targets_for SCENARIO: sets RUN_TARGETS (Hummingbird has no middleware route)
+    local t
+    RUN_TARGETS=()
+    for t in "${TARGETS[@]}"; do [[ $t == hummingbird && $1 == mw ]] || RUN_TARGETS+=("$t"); done
+}
 for scenario in "${SCENARIOS[@]}"; do
     path=${PATH_OF[$scenario]} lua=${LUA_OF[$scenario]}
-    say "$scenario: warm-up ${WARMUP} s each, then $ROUNDS x (reference, app) x ${DURATION} s"
-    for target in reference app; do
+    targets_for "$scenario"
+    order=$(printf '%s, ' "${RUN_TARGETS[@]}")
+    say "$scenario: warm-up ${WARMUP} s each, then $ROUNDS x (${order%, }) x ${DURATION} s"
+    for target in "${RUN_TARGETS[@]}"; do
         run_wrk "$OUT/wrk-$scenario-$target-warmup.txt" "http://$HOST:${PORT_OF[$target]}$(path_for "$target")" "$WARMUP" "$lua"
         count_errors "$W_ERR" "$scenario warm-up $target"
     done
     [[ $scenario == plain ]] && GROWTH_BEFORE=$(rss_kb "$APP_PID")
-    declare -A rps=() p99=()
-    for target in reference app; do ERRS[$scenario.$target]=0 rps[$target]= p99[$target]=; done
+    declare -A rps=() p99=() cpu=()
+    for target in "${RUN_TARGETS[@]}"; do ERRS[$scenario.$target]=0 rps[$target]= p99[$target]= cpu[$target]=; done
     for ((round = 1; round <= ROUNDS; round++)); do
-        for target in reference app; do
-            run_wrk "$OUT/wrk-$scenario-$target-$round.txt" "http://$HOST:${PORT_OF[$target]}$(path_for "$target")" "$DURATION" "$lua"
-            rps[$target]+="$W_RPS " p99[$target]+="$W_P99 "
+        for target in "${RUN_TARGETS[@]}"; do
+            run_wrk_cpu "${PID_OF[$target]}" "$OUT/wrk-$scenario-$target-$round.txt" \
+                "http://$HOST:${PORT_OF[$target]}$(path_for "$target")" "$DURATION" "$lua"
+            rps[$target]+="$W_RPS " p99[$target]+="$W_P99 " cpu[$target]+="$W_CPU "
             ERRS[$scenario.$target]=$((${ERRS[$scenario.$target]} + W_ERR))
             count_errors "$W_ERR" "$scenario round $round $target"
             [[ $scenario == plain && $target == app ]] && GROWTH_REQUESTS=$((GROWTH_REQUESTS + W_REQ))
-            printf '    round %d %-9s %10.1f req/s  p99 %8.3f ms  errors %d\n' "$round" "$target" "$W_RPS" "$W_P99" "$W_ERR"
+            printf '    round %d %-11s %10.1f req/s  p99 %8.3f ms  CPU %7.3f us/req  errors %d\n' \
+                "$round" "$target" "$W_RPS" "$W_P99" "$W_CPU" "$W_ERR"
         done
     done
-    for target in reference app; do
+    for target in "${RUN_TARGETS[@]}"; do
         # shellcheck disable=SC2086 # word splitting intended
         MED_RPS[$scenario.$target]=$(median ${rps[$target]})
         # shellcheck disable=SC2086
         MED_P99[$scenario.$target]=$(median ${p99[$target]})
+        # shellcheck disable=SC2086
+        MED_CPU[$scenario.$target]=$(median ${cpu[$target]})
         ROUND_RPS[$scenario.$target]=${rps[$target]% }
+        ROUND_CPU[$scenario.$target]=${cpu[$target]% }
     done
     if [[ $scenario == plain ]]; then
         # Top up with more /api/hello load on the app until the growth target is reached.
@@ -332,10 +398,18 @@ for scenario in "${SCENARIOS[@]}"; do
 done
 APP_LOADED_RSS=$(rss_kb "$APP_PID")
 
-# ---------------------------------------------------------------- stop both
+HB_LOADED_RSS=
+[[ -n $HB_PID ]] && HB_LOADED_RSS=$(rss_kb "$HB_PID")
+
+# ---------------------------------------------------------------- stop the servers
 APP_ERROR_LINES=$(awk '$2 == "error" || $2 == "critical"' "$OUT/app.log" | wc -l)
 stop_process "$APP_PID"; APP_RC=$STOP_RC
 stop_process "$REF_PID"; REF_RC=$STOP_RC
+HB_RC=0 HB_ERROR_LINES=0
+if [[ -n $HB_PID ]]; then
+    HB_ERROR_LINES=$(awk '$2 == "error" || $2 == "critical"' "$OUT/hummingbird.log" | wc -l)
+    stop_process "$HB_PID"; HB_RC=$STOP_RC
+fi
 
 # ---------------------------------------------------------------- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -344,36 +418,65 @@ GROWTH_MB=$(awk -v kb="$GROWTH_KB" 'BEGIN { printf "%.2f", kb / 1024 }')
 
 MD=""
 md() { MD+="$*"$'\n'; }
+md_name() {   # md_name SCENARIO: the scenario's name and path(s) for the markdown tables
+    if [[ -n ${APP_PATH_OF[$1]:-} ]]; then
+        echo "$1 \`${APP_PATH_OF[$1]}\` (C: \`${PATH_OF[$1]}\`)"
+    else
+        echo "$1 \`${PATH_OF[$1]}\`"
+    fi
+}
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo
 echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER"
 echo "Results ($MODE: $ROUNDS round(s) x ${DURATION} s per target, wrk -t$THREADS -c$CONNECTIONS, $(nproc) cores)"
-md "| scenario | target | req/s (median) | p99 ms (median) | errors | req/s vs C | p99 vs C |"
-md "|---|---|---:|---:|---:|---:|---:|"
+md "| scenario | target | req/s (median) | p99 ms (median) | CPU µs/req (median) | errors | req/s vs C | p99 vs C | CPU/req vs C |"
+md "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for scenario in "${SCENARIOS[@]}"; do
+    targets_for "$scenario"
     echo
     echo "${TITLE[$scenario]}"
-    printf '  %-12s %14s %14s %8s %11s %10s\n' target "req/s (median)" "p99 (median)" errors "req/s vs C" "p99 vs C"
-    for target in reference app; do
+    printf '  %-12s %14s %14s %14s %7s %11s %9s %11s\n' target "req/s (median)" "p99 (median)" "CPU us/req" errors \
+        "req/s vs C" "p99 vs C" "CPU vs C"
+    for target in "${RUN_TARGETS[@]}"; do
         k=$scenario.$target
-        label=$([[ $target == reference ]] && echo "C reference" || echo "Swift app")
+        label=${LABEL_OF[$target]}
         rr=$(ratio "${MED_RPS[$k]}" "${MED_RPS[$scenario.reference]}")
         pr=$(ratio "${MED_P99[$k]}" "${MED_P99[$scenario.reference]}")
-        printf '  %-12s %14.1f %11.3f ms %8d %10sx %9sx\n' "$label" "${MED_RPS[$k]}" "${MED_P99[$k]}" "${ERRS[$k]}" "$rr" "$pr"
-        md "| $scenario \`${PATH_OF[$scenario]}\` | $label | $(printf '%.0f' "${MED_RPS[$k]}") | $(printf '%.3f' "${MED_P99[$k]}") | ${ERRS[$k]} | ${rr}× | ${pr}× |"
+        cr=$(ratio "${MED_CPU[$k]}" "${MED_CPU[$scenario.reference]}")
+        printf '  %-12s %14.1f %11.3f ms %14.3f %7d %10sx %8sx %10sx\n' "$label" "${MED_RPS[$k]}" "${MED_P99[$k]}" \
+            "${MED_CPU[$k]}" "${ERRS[$k]}" "$rr" "$pr" "$cr"
+        md "| $(md_name "$scenario") | $label | $(printf '%.0f' "${MED_RPS[$k]}") | $(printf '%.3f' "${MED_P99[$k]}") | $(printf '%.2f' "${MED_CPU[$k]}") | ${ERRS[$k]} | ${rr}× | ${pr}× | ${cr}× |"
     done
+    if [[ -n ${MED_RPS[$scenario.hummingbird]:-} ]]; then
+        echo "  Swift app / Hummingbird: req/s $(ratio "${MED_RPS[$scenario.app]}" "${MED_RPS[$scenario.hummingbird]}")x," \
+            "p99 $(ratio "${MED_P99[$scenario.app]}" "${MED_P99[$scenario.hummingbird]}")x," \
+            "CPU/req $(ratio "${MED_CPU[$scenario.app]}" "${MED_CPU[$scenario.hummingbird]}")x"
+    fi
     if ((ROUNDS > 1)); then
-        echo "  rounds req/s  C: ${ROUND_RPS[$scenario.reference]}"
-        echo "                Swift: ${ROUND_RPS[$scenario.app]}"
+        for target in "${RUN_TARGETS[@]}"; do
+            printf '  rounds %-12s req/s: %s\n' "${LABEL_OF[$target]}" "${ROUND_RPS[$scenario.$target]}"
+            printf '  %-19s CPU us/req: %s\n' "" "${ROUND_CPU[$scenario.$target]}"
+        done
     fi
 done
+if ((HUMMINGBIRD)); then
+    md ""
+    md "| scenario | Swift app / Hummingbird req/s | p99 | CPU/req |"
+    md "|---|---:|---:|---:|"
+    for scenario in "${SCENARIOS[@]}"; do
+        [[ -n ${MED_RPS[$scenario.hummingbird]:-} ]] || continue
+        md "| $(md_name "$scenario") | $(ratio "${MED_RPS[$scenario.app]}" "${MED_RPS[$scenario.hummingbird]}")× | $(ratio "${MED_P99[$scenario.app]}" "${MED_P99[$scenario.hummingbird]}")× | $(ratio "${MED_CPU[$scenario.app]}" "${MED_CPU[$scenario.hummingbird]}")× |"
+    done
+fi
 
 echo
 echo "Footprint and lifecycle (medians of $FOOTPRINT_RUNS starts)"
 EXTRAS=(
     "idle RSS, 2-server app|$(mib "$IDLE_RSS") MB"
     "idle RSS, C reference|$(mib "$REF_IDLE_RSS") MB"
+    ${HB_PID:+"idle RSS, Hummingbird|$(mib "$HB_IDLE_RSS") MB"}
+    ${HB_PID:+"RSS after all scenarios, Hummingbird|$(mib "$HB_LOADED_RSS") MB"}
     "RSS growth, $GROWTH_REQUESTS requests to /api/hello|$GROWTH_MB MB ($(mib "$GROWTH_BEFORE") -> $(mib "$GROWTH_AFTER") MB)"
     "RSS after all scenarios|$(mib "$APP_LOADED_RSS") MB"
     "RSS, $((EXTRA + 2))-server app|$(mib "$RSS102") MB"
@@ -406,6 +509,12 @@ if [[ $MODE == full ]]; then
     }
     target_check "plain req/s >= 0.90x C" "$(ratio "${MED_RPS[plain.app]}" "${MED_RPS[plain.reference]}")" "v >= 0.90"
     target_check "async req/s >= 0.75x C" "$(ratio "${MED_RPS[async.app]}" "${MED_RPS[async.reference]}")" "v >= 0.75"
+    target_check "plain CPU/request <= 1.05x C" "$(ratio "${MED_CPU[plain.app]}" "${MED_CPU[plain.reference]}")" "v <= 1.05"
+    target_check "async CPU/request <= 1.5x C" "$(ratio "${MED_CPU[async.app]}" "${MED_CPU[async.reference]}")" "v <= 1.5"
+    if ((HUMMINGBIRD)); then
+        target_check "plain req/s >= 2x Hummingbird" "$(ratio "${MED_RPS[plain.app]}" "${MED_RPS[plain.hummingbird]}")" "v >= 2"
+        target_check "async req/s >= 1.5x Hummingbird" "$(ratio "${MED_RPS[async.app]}" "${MED_RPS[async.hummingbird]}")" "v >= 1.5"
+    fi
     for scenario in "${SCENARIOS[@]}"; do
         target_check "$scenario p99 <= 1.5x C" "$(ratio "${MED_P99[$scenario.app]}" "${MED_P99[$scenario.reference]}")" "v <= 1.5"
     done
@@ -425,6 +534,8 @@ if ((TOTAL_ERRORS > 0)); then
 fi
 if ((APP_RC != 0)); then echo "FAIL: the app exited $APP_RC after SIGTERM (log: .build/bench/app.log)" >&2; FAILED=1; fi
 if ((REF_RC != 0)); then echo "FAIL: the reference exited $REF_RC after SIGTERM" >&2; FAILED=1; fi
+if ((HB_RC != 0)); then echo "FAIL: hb-bench exited $HB_RC after SIGTERM (log: .build/bench/hummingbird.log)" >&2; FAILED=1; fi
+if ((HB_ERROR_LINES > 0)); then echo "FAIL: hb-bench logged $HB_ERROR_LINES error lines (.build/bench/hummingbird.log)" >&2; FAILED=1; fi
 if ((APP_ERROR_LINES > 0)); then echo "FAIL: the app logged $APP_ERROR_LINES error lines (.build/bench/app.log)" >&2; FAILED=1; fi
 
 if [[ -n $MARKDOWN ]]; then
