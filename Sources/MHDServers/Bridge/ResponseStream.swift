@@ -15,7 +15,16 @@ import Glibc
 final class ResponseStream: @unchecked Sendable {
     private struct Guarded {
         var state: StreamState
-        var waiter: CheckedContinuation<Void, any Error>?
+        /// Writers waiting for room (several tasks may write one stream: events and their
+        /// heartbeat), by a number of their own.
+        var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+        var nextWaiter: UInt64 = 0
+
+        /// Takes every waiter out, to resume outside the lock.
+        mutating func takeWaiters() -> [CheckedContinuation<Void, any Error>] {
+            defer { waiters = [:] }
+            return Array(waiters.values)
+        }
         var task: Task<Void, Never>?
         /// The server ended the writer's task for the drain: a clean end, not a failure.
         var endedForDrain = false
@@ -98,27 +107,28 @@ final class ResponseStream: @unchecked Sendable {
     }
 
     private func waitForRoom() async throws {
+        let id = guarded.withLock { guarded in
+            defer { guarded.nextWaiter += 1 }
+            return guarded.nextWaiter
+        }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let now: Result<Void, any Error>? = guarded.withLock { guarded in
-                    if Task.isCancelled {
-                        guarded.state.writerStoppedWaiting()
-                        return .failure(CancellationError())
-                    }
-                    if guarded.state.writerMayProceed {
-                        guarded.state.writerStoppedWaiting()
+                    if Task.isCancelled || guarded.state.writerMayProceed {
+                        if guarded.waiters.isEmpty { guarded.state.writerStoppedWaiting() }
+                        if Task.isCancelled { return .failure(CancellationError()) }
                         return guarded.state.phase == .open ? .success(()) : .failure(StreamClosed())
                     }
-                    guarded.waiter = continuation
+                    guarded.waiters[id] = continuation
                     return nil
                 }
                 if let now { continuation.resume(with: now) }
             }
         } onCancel: {
             let waiter = guarded.withLock { guarded -> CheckedContinuation<Void, any Error>? in
-                defer { guarded.waiter = nil }
-                guarded.state.writerStoppedWaiting()
-                return guarded.waiter
+                let waiter = guarded.waiters.removeValue(forKey: id)
+                if guarded.waiters.isEmpty { guarded.state.writerStoppedWaiting() }
+                return waiter
             }
             waiter?.resume(throwing: CancellationError())
         }
@@ -129,13 +139,10 @@ final class ResponseStream: @unchecked Sendable {
     /// The content-reader callback: bytes, 0 after suspending the connection, or the end.
     func read(into buffer: UnsafeMutablePointer<CChar>, max: Int) -> Int {
         let destination = UnsafeMutableRawBufferPointer(start: buffer, count: max)
-        var waiter: CheckedContinuation<Void, any Error>?
+        var waiters: [CheckedContinuation<Void, any Error>] = []
         let read = { (guarded: inout Guarded) -> StreamState.ReadResult in
             let result = guarded.state.read(into: destination)
-            if case .bytes(_, true) = result {
-                waiter = guarded.waiter
-                guarded.waiter = nil
-            }
+            if case .bytes(_, true) = result { waiters = guarded.takeWaiters() }
             return result
         }
         var result = guarded.withLock { guarded in guarded.state.wouldSuspend ? nil : read(&guarded) }
@@ -158,7 +165,7 @@ final class ResponseStream: @unchecked Sendable {
                 }
             }
         }
-        waiter?.resume()
+        for waiter in waiters { waiter.resume() }
         switch result ?? .endWithError {
         case .bytes(let count, _): return count
         case .suspend: return 0
@@ -173,24 +180,22 @@ final class ResponseStream: @unchecked Sendable {
 
     /// The request is over (sent, or the client is gone): stop the writer.
     func close() {
-        let (task, waiter) = guarded.withLock { guarded -> (Task<Void, Never>?, CheckedContinuation<Void, any Error>?) in
+        let (task, waiters) = guarded.withLock { guarded in
             let writing = guarded.state.close()
-            defer { guarded.waiter = nil }
-            return (writing ? guarded.task : nil, guarded.waiter)
+            return (writing ? guarded.task : nil, guarded.takeWaiters())
         }
-        waiter?.resume(throwing: StreamClosed())
+        for waiter in waiters { waiter.resume(throwing: StreamClosed()) }
         task?.cancel()
     }
 
     /// The server gives up on the stream (drain deadline, stop, client gone): the body ends
     /// with an error (the connection closes) and the writer's task is cancelled.
     func abandon() {
-        let (task, waiter) = guarded.withLock { guarded -> (Task<Void, Never>?, CheckedContinuation<Void, any Error>?) in
+        let (task, waiters) = guarded.withLock { guarded in
             carryOut(guarded.state.fail())
-            defer { guarded.waiter = nil }
-            return (guarded.task, guarded.waiter)
+            return (guarded.task, guarded.takeWaiters())
         }
-        waiter?.resume(throwing: StreamClosed())
+        for waiter in waiters { waiter.resume(throwing: StreamClosed()) }
         task?.cancel()
     }
 
@@ -198,13 +203,12 @@ final class ResponseStream: @unchecked Sendable {
     /// task cancelled, and the body ends cleanly after what was written.
     func drainStarted() {
         guard endsAtDrain else { return }
-        let (task, waiter) = guarded.withLock { guarded -> (Task<Void, Never>?, CheckedContinuation<Void, any Error>?) in
-            guard guarded.state.phase == .open else { return (nil, nil) }
+        let (task, waiters) = guarded.withLock { guarded -> (Task<Void, Never>?, [CheckedContinuation<Void, any Error>]) in
+            guard guarded.state.phase == .open else { return (nil, []) }
             guarded.endedForDrain = true
-            defer { guarded.waiter = nil }
-            return (guarded.task, guarded.waiter)
+            return (guarded.task, guarded.takeWaiters())
         }
-        waiter?.resume(throwing: CancellationError())
+        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
         task?.cancel()
     }
 
