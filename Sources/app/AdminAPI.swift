@@ -32,6 +32,20 @@ struct AdminAPI: ServerLifecycle {
             metrics.headers[.vary] = "Accept"
             return metrics
         }
+        // The same figures as /admin/metrics, as Server-Sent Events, one a second: a dashboard
+        // can follow them live. The drain ends the stream cleanly (clients reconnect elsewhere).
+        router.get("/admin/events") { _ in
+            Response.events(retry: .seconds(2)) { events in
+                var sequence = 0
+                while true {
+                    sequence += 1
+                    let figures = Metrics(servers: (context.manager?.servers ?? []).map(Metrics.Server.init))
+                    let data = String(decoding: try JSONCoding.standard.encoder.encode(figures), as: UTF8.self)
+                    try await events.send(ServerSentEvent(data: data, event: "metrics", id: "\(sequence)"))
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
         router.get("/admin/config") { _ in
             try Response.json(
                 Config(

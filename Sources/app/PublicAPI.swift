@@ -45,6 +45,7 @@ struct PublicAPI: ServerLifecycle {
             router.group("/bench", middleware: [RequestIDMiddleware(), CORSMiddleware(allowedOrigins: .any)]) { bench in
                 bench.get("/middleware") { _ in Self.hello }
             }
+            BenchStreams.register(on: &router)
         }
     }
 

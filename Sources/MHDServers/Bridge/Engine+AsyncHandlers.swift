@@ -14,6 +14,15 @@ extension Engine {
         _ context: EngineRequest, _ request: Request,
         _ handler: @escaping @Sendable (Request) async throws -> Response
     ) -> MHD_Result {
+        startHandler(context, request, handler)
+        return awaitHandler(context)
+    }
+
+    /// Starts the handler's task at once on this thread (see ``runAsync(_:_:_:)``).
+    func startHandler(
+        _ context: EngineRequest, _ request: Request,
+        _ handler: @escaping @Sendable (Request) async throws -> Response
+    ) {
         context.exchange = Locked(AsyncExchange())
         let task = Task.immediate {
             let response: Response
@@ -26,11 +35,15 @@ extension Engine {
             }
             if context.finish(with: response) { self.suspended.remove(context) }
         }
-        if let response = context.exchange.withLock({ exchange -> Response? in
-            if let response = exchange.inlineResponse { return response }
-            exchange.task = task
-            return nil
-        }) {
+        context.exchange.withLock { exchange in
+            if exchange.inlineResponse == nil { exchange.task = task }
+        }
+    }
+
+    /// Answers with the handler's response when it is ready: at once if it finished, else
+    /// after suspending the connection until its task resumes it.
+    func awaitHandler(_ context: EngineRequest) -> MHD_Result {
+        if let response = context.exchange.withLock({ $0.inlineResponse }) {
             return queue(response, on: context)
         }
         // Still running: suspend the connection until the task finishes.
@@ -55,5 +68,38 @@ extension Engine {
         // The server is stopping.
         context.cancelTask()
         return queue(Engine.shuttingDown, on: context, close: true)
+    }
+}
+
+/// Handlers of routes that receive their body as a stream.
+extension Engine {
+    /// Starts the handler as soon as the headers are in; the body then feeds its
+    /// ``RequestBodyStream`` and the response is queued once the whole request is read.
+    func startStreamingHandler(
+        _ context: EngineRequest, _ request: Request, _ handler: Router.Handler, _ route: Int, _ limit: Int
+    ) {
+        let upload = UploadStream(context: context, engine: self, limit: limit, highWater: RequestBodyStream.bufferSize)
+        context.upload = upload
+        context.route = route
+        context.fd = mhds_connection_fd(context.connection)
+        if let level = config.accessLogLevel, logger.logLevel <= level {
+            context.accessLog = (
+                request.method.rawValue, request.path,
+                request.headers[.requestID].map { String($0.prefix(128)) }
+                    ?? "\(config.name)-\(requestIDs.add(1, ordering: .relaxed).newValue)"
+            )
+        }
+        var request = request
+        request.upload = upload
+        let run: @Sendable (Request) async throws -> Response
+        switch handler {
+        case .sync(let body): run = body
+        case .async(let body): run = body
+        }
+        // However the handler ends, the rest of the body is dropped, never waited for.
+        startHandler(context, request) { request in
+            defer { upload.stopReading() }
+            return try await run(request)
+        }
     }
 }

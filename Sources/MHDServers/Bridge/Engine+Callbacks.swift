@@ -49,15 +49,30 @@ extension Engine {
                 return queue(RequestGuard.invalidMethod, on: context, close: true)
             }
             context.method = parsed
-            if let rejection = RequestGuard.check(context, limits: config.limits) {
+            // A route that streams its body is found now, and its own size limit applies.
+            var limits = config.limits
+            var streaming: (request: Request, handler: Router.Handler, route: Int, limit: Int)?
+            if let router, router.hasStreamingRoutes {
+                var request = makeRequest(context, url: url, method: method, version: version)
+                if case .handler(let handler, let route) = router.resolve(&request), let limit = router.streamingLimits[route] {
+                    streaming = (request, handler, route, limit)
+                    limits.maxBodySize = limit
+                }
+            }
+            if let rejection = RequestGuard.check(context, limits: limits) {
                 return queue(rejection, on: context, close: true)
             }
+            if let streaming { startStreamingHandler(context, streaming.request, streaming.handler, streaming.route, streaming.limit) }
             return .YES
         }
         let size = uploadSize.pointee
         if size > 0 {
             uploadSize.pointee = 0
             Engine.withConnectionState(connection) { $0.bodyReceived() }
+            if let upload = context.upload {
+                if context.phase == .receivingBody { upload.receive(UnsafeRawBufferPointer(start: uploadData, count: size)) }
+                return .YES
+            }
             guard context.phase == .receivingBody, !context.bodyOverflow else { return .YES }
             if context.body.count + size > config.limits.maxBodySize {
                 context.bodyOverflow = true
@@ -70,6 +85,10 @@ extension Engine {
         switch context.phase {
         case .receivingBody:
             Engine.withConnectionState(connection) { $0.dispatched() }
+            if let upload = context.upload {
+                upload.complete()
+                return awaitHandler(context)
+            }
             return dispatch(context, url: url, method: method, version: version)
         case .suspended:
             // Called again after the resume.

@@ -14,6 +14,10 @@ extension Engine {
             suspended.remove(context)
             context.stream = nil
         }
+        if let upload = context.upload {
+            upload.stopReading()
+            context.upload = nil
+        }
         Engine.withConnectionState(context.connection) { $0.requestComplete() }
         guard
             let status = context.end(

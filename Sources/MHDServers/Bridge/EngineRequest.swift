@@ -43,6 +43,8 @@ final class EngineRequest: @unchecked Sendable {
     /// The streamed body being sent, if the response is one (engine thread sets it once; the
     /// shutdown path and the supervisor reach it through ``SuspendedConnections``).
     var stream: ResponseStream?
+    /// The request body as it arrives, on a route that streams it.
+    var upload: UploadStream?
 
     /// Where the request is, as the engine thread sees it. Every request that began ends
     /// exactly once, in ``Phase/ended``.
@@ -104,6 +106,7 @@ final class EngineRequest: @unchecked Sendable {
     /// or closes if the client is gone).
     func abandon() {
         if let stream { return stream.abandon() }
+        upload?.stopReading()
         exchange.withLock { exchange in
             guard exchange.abandon() == .resume else { return }
             MHD_resume_connection(connection)
@@ -113,6 +116,7 @@ final class EngineRequest: @unchecked Sendable {
     /// Cancels the handler task, if any (client gone, or shutdown).
     func cancelTask(clientGone: Bool = false) {
         if let stream { return stream.abandon() }
+        upload?.stopReading()
         let task = exchange.withLock { $0.cancel(clientGone: clientGone) }
         task?.cancel()
     }

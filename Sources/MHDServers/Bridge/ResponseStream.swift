@@ -19,6 +19,8 @@ final class ResponseStream: @unchecked Sendable {
         /// heartbeat), by a number of their own.
         var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
         var nextWaiter: UInt64 = 0
+        /// Bytes written since a writer last yielded.
+        var writtenSinceYield = 0
 
         /// Takes every waiter out, to resume outside the lock.
         mutating func takeWaiters() -> [CheckedContinuation<Void, any Error>] {
@@ -35,6 +37,7 @@ final class ResponseStream: @unchecked Sendable {
     /// writer's task ends, a moment after the request does.
     let context: EngineRequest
     private let engine: Engine
+    static let yieldEvery = 1 << 20
     /// Whether the server ends this stream when it starts draining (events) rather than at the
     /// drain deadline (downloads).
     let endsAtDrain: Bool
@@ -91,7 +94,16 @@ final class ResponseStream: @unchecked Sendable {
             return action
         }
         switch action {
-        case .proceed: return
+        case .proceed:
+            // A writer that never has to wait would keep its thread of the shared pool for the
+            // whole body: let other tasks run every so often.
+            let yield = guarded.withLock { guarded in
+                guarded.writtenSinceYield += chunk.count
+                guard guarded.writtenSinceYield >= Self.yieldEvery else { return false }
+                guarded.writtenSinceYield = 0
+                return true
+            }
+            if yield { await Task.yield() }
         case .resumeEngine:
             engine.suspended.remove(context)
         case .resumeEngineAndWait:

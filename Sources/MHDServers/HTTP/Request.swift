@@ -44,6 +44,8 @@ public struct Request: Sendable {
     /// What middleware learned about this request, for the handler (request ID, logger,
     /// identity, values of your own).
     public var context: RequestContext
+    /// The body arriving as a stream, on a route that streams it (see ``bodyStream``).
+    var upload: UploadStream?
 
     /// Creates a request, mostly useful for calling a handler directly in unit tests.
     public init(
@@ -75,6 +77,7 @@ public struct Request: Sendable {
         self.parameters = Parameters()
         self.version = version
         self.context = RequestContext(logger: logger)
+        self.upload = nil
     }
 
     /// The body as UTF-8 text (invalid sequences are repaired).

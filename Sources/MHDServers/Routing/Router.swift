@@ -92,6 +92,12 @@ public struct Router: HTTPHandler {
     public var json: JSONCoding?
     /// Method and pattern of every route, indexed by route number (for metrics).
     private(set) var routeLabels: [(method: String, pattern: String)] = []
+    /// The body size limit of each route that receives its body as a stream (see
+    /// ``on(_:_:streamingBodyUpTo:use:)``), by route number; `nil` for buffered bodies.
+    private(set) var streamingLimits: [Int?] = []
+    /// Whether any route streams its body: only then is a request routed as soon as its
+    /// headers arrive.
+    var hasStreamingRoutes: Bool { streamingLimits.contains { $0 != nil } }
 
     /// Creates an empty router.
     public init() {}
@@ -132,6 +138,61 @@ public struct Router: HTTPHandler {
     /// ```
     public mutating func on(_ method: HTTPMethod, _ path: String, handler: some HTTPHandler) {
         add(method, path, .async { try await handler.respond(to: $0) })
+    }
+
+    /// Adds a route that receives its body as it arrives, as ``Request/bodyStream``, instead
+    /// of whole in ``Request/body``: for uploads larger than memory should hold. The handler
+    /// starts as soon as the headers are in; the connection is suspended while it is behind
+    /// (at most about ``RequestBodyStream/bufferSize`` bytes wait for it), so a 1 GiB upload can
+    /// be written to disk with bounded memory.
+    ///
+    /// `maxSize` replaces the server's `maxBodySize` for this route: a `Content-Length` above it
+    /// is answered 413 at once; a chunked body that grows past it makes the stream throw
+    /// ``HTTPError`` 413 (answered once the client has sent its body). A handler that returns
+    /// before reading the whole body gets its answer sent after the rest is read and dropped.
+    ///
+    /// ```swift
+    /// router.on(.put, "/files/:name", streamingBodyUpTo: 1 << 30) { request in
+    ///     var received = 0
+    ///     for try await chunk in request.bodyStream { received += chunk.count }
+    ///     return try .json(["bytes": received])
+    /// }
+    /// ```
+    public mutating func on(
+        _ method: HTTPMethod, _ path: String, streamingBodyUpTo maxSize: Int,
+        use handler: @escaping @Sendable (Request) async throws -> Response
+    ) {
+        precondition(maxSize >= 0, "a negative body size limit")
+        add(method, path, .async(handler), streamingLimit: maxSize)
+    }
+
+    /// `POST` route that receives its body as a stream (see ``on(_:_:streamingBodyUpTo:use:)``).
+    ///
+    /// ```swift
+    /// router.post("/upload", streamingBodyUpTo: 10 << 30) { request in
+    ///     var count = 0
+    ///     for try await chunk in request.bodyStream { count += chunk.count }
+    ///     return .text("\(count) bytes")
+    /// }
+    /// ```
+    public mutating func post(
+        _ path: String, streamingBodyUpTo maxSize: Int, use handler: @escaping @Sendable (Request) async throws -> Response
+    ) {
+        on(.post, path, streamingBodyUpTo: maxSize, use: handler)
+    }
+
+    /// `PUT` route that receives its body as a stream (see ``on(_:_:streamingBodyUpTo:use:)``).
+    ///
+    /// ```swift
+    /// router.put("/blobs/:id", streamingBodyUpTo: 1 << 30) { request in
+    ///     for try await _ in request.bodyStream {}
+    ///     return Response(status: .noContent)
+    /// }
+    /// ```
+    public mutating func put(
+        _ path: String, streamingBodyUpTo maxSize: Int, use handler: @escaping @Sendable (Request) async throws -> Response
+    ) {
+        on(.put, path, streamingBodyUpTo: maxSize, use: handler)
     }
 
     /// `GET` route (also answers `HEAD`). ``on(_:_:use:)-6xnqa`` describes inline handlers.
@@ -214,7 +275,9 @@ public struct Router: HTTPHandler {
         for (path, handlers) in other.routes() {
             for (method, entry) in handlers {
                 let chain = MiddlewareChain.compose(other.middleware, around: entry.handler)
-                add(method, Self.join(prefix, path), other.json.map { $0.binding(chain) } ?? chain)
+                add(
+                    method, Self.join(prefix, path), other.json.map { $0.binding(chain) } ?? chain,
+                    streamingLimit: other.streamingLimits[entry.route])
             }
         }
     }
@@ -276,10 +339,11 @@ public struct Router: HTTPHandler {
 
     // MARK: Internals
 
-    private mutating func add(_ method: HTTPMethod, _ path: String, _ handler: Handler) {
+    private mutating func add(_ method: HTTPMethod, _ path: String, _ handler: Handler, streamingLimit: Int? = nil) {
         let segments: [String] = Self.split(path)
         let entry = Entry(handler: handler, route: routeLabels.count)
         routeLabels.append((method.rawValue, "/" + segments.joined(separator: "/")))
+        streamingLimits.append(streamingLimit)
         if !segments.contains(where: { $0.hasPrefix(":") || $0 == "*" }) {
             exact["/" + segments.joined(separator: "/"), default: [:]][method] = entry
             return
