@@ -38,3 +38,5 @@ enum health {
     enum Status { case serving, notServing }
     static func set(_ status: Status) {}
 }
+let writer: ResponseBodyWriter = { fatalError("examples are type-checked, never run") }()
+let events: ServerSentEventWriter = { fatalError("examples are type-checked, never run") }()
