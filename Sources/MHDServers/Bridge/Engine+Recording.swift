@@ -8,16 +8,14 @@ extension Engine {
         guard let slot, let raw = slot.pointee else { return }
         slot.pointee = nil
         let context = Unmanaged<EngineRequest>.fromOpaque(raw).takeRetainedValue()
+        // A stream outlives its request only in its writer's task, which this stops; the
+        // request keeps `stream` and `upload` (a shutdown may be looking at them right now).
         if let stream = context.stream {
             stream.close()
             streams.remove(stream)
             suspended.remove(context)
-            context.stream = nil
         }
-        if let upload = context.upload {
-            upload.stopReading()
-            context.upload = nil
-        }
+        context.upload?.stopReading()
         Engine.withConnectionState(context.connection) { $0.requestComplete() }
         guard
             let status = context.end(

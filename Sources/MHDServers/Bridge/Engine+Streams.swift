@@ -24,6 +24,7 @@ extension Engine {
             let native = NativeResponse(taking: pointer, response.storage, closeConnection: true)
             return MHD_queue_response(context.connection, native.status, native.pointer)
         case .stream(let body):
+            context.fd = mhds_connection_fd(context.connection)
             let stream = ResponseStream(context: context, engine: self, body: body)
             let retained = Unmanaged.passRetained(stream).toOpaque()
             guard
@@ -35,7 +36,6 @@ extension Engine {
                 return queue(Engine.fileUnavailable, on: context, close: true)
             }
             context.stream = stream
-            context.fd = mhds_connection_fd(context.connection)
             streams.add(stream)
             let native = NativeResponse(taking: pointer, response.storage, closeConnection: closing)
             let queued = MHD_queue_response(context.connection, native.status, native.pointer)

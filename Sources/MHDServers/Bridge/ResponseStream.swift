@@ -33,9 +33,12 @@ final class ResponseStream: @unchecked Sendable {
     }
     private let guarded: Locked<Guarded>
     let connection: OpaquePointer
-    /// The request, for the suspension registry (shutdown and hang-ups). Held until the
-    /// writer's task ends, a moment after the request does.
-    let context: EngineRequest
+    /// The request, for the suspension registry (shutdown and hang-ups); the request holds
+    /// the stream, not the other way round.
+    private weak var context: EngineRequest?
+    private let contextID: ObjectIdentifier
+    /// The connection's socket.
+    private let fd: Int32
     private let engine: Engine
     static let yieldEvery = 1 << 20
     /// Whether the server ends this stream when it starts draining (events) rather than at the
@@ -44,6 +47,8 @@ final class ResponseStream: @unchecked Sendable {
 
     init(context: EngineRequest, engine: Engine, body: StreamBody) {
         self.context = context
+        self.contextID = ObjectIdentifier(context)
+        self.fd = context.fd
         self.engine = engine
         self.connection = context.connection
         self.endsAtDrain = body.endsAtDrain
@@ -82,7 +87,7 @@ final class ResponseStream: @unchecked Sendable {
         if let failure, !quiet {
             logger.error("streamed response failed: \(String(describing: failure))", metadata: ["server": "\(engine.config.name)"])
         }
-        if action == .resumeEngine { engine.suspended.remove(context) }
+        if action == .resumeEngine { engine.suspended.remove(id: contextID) }
     }
 
     // MARK: Writer
@@ -105,9 +110,9 @@ final class ResponseStream: @unchecked Sendable {
             }
             if yield { await Task.yield() }
         case .resumeEngine:
-            engine.suspended.remove(context)
+            engine.suspended.remove(id: contextID)
         case .resumeEngineAndWait:
-            engine.suspended.remove(context)
+            engine.suspended.remove(id: contextID)
             try await waitForRoom()
         case .wait:
             try await waitForRoom()
@@ -163,6 +168,8 @@ final class ResponseStream: @unchecked Sendable {
             // this connection or prevents the suspension (the engine must never stop with one
             // suspended). The state decides again under both locks: the writer may have
             // written or ended meanwhile, and it resumes only a suspension it can see.
+            // The engine calls back only for a request it still holds.
+            guard let context else { return -2 }
             _ = engine.suspended.register(context) { stopping in
                 guarded.withLock { guarded in
                     if stopping {
@@ -185,7 +192,7 @@ final class ResponseStream: @unchecked Sendable {
         case .endWithError:
             // The engine marks the connection closed but leaves the socket to its next wake-up
             // (up to its idle timeout): shut it down now, so the client sees the end at once.
-            if context.fd >= 0 { _ = shutdown(context.fd, Int32(SHUT_RDWR)) }
+            if fd >= 0 { _ = shutdown(fd, Int32(SHUT_RDWR)) }
             return -2  // MHD_CONTENT_READER_END_WITH_ERROR
         }
     }

@@ -20,8 +20,11 @@ final class SuspendedConnections: Sendable {
     }
 
     /// The handler finished and resumed its connection.
-    func remove(_ context: EngineRequest) {
-        _ = state.withLock { $0.contexts.removeValue(forKey: ObjectIdentifier(context)) }
+    func remove(_ context: EngineRequest) { remove(id: ObjectIdentifier(context)) }
+
+    /// The same, by identity (for a stream that may outlive its request).
+    func remove(id: ObjectIdentifier) {
+        _ = state.withLock { $0.contexts.removeValue(forKey: id) }
     }
 
     /// Everything suspended now (for the supervisor's hang-up check).

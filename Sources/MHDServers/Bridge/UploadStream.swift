@@ -13,13 +13,16 @@ final class UploadStream: @unchecked Sendable {
     }
     private let guarded: Locked<Guarded>
     let connection: OpaquePointer
-    /// Held until the request ends (``EngineRequest`` lets go of this stream then).
-    let context: EngineRequest
+    /// The request, for the suspension registry; the request holds the stream, not the other
+    /// way round.
+    private weak var context: EngineRequest?
+    private let contextID: ObjectIdentifier
     private let engine: Engine
     static let yieldEvery = 1 << 20
 
     init(context: EngineRequest, engine: Engine, limit: Int, highWater: Int) {
         self.context = context
+        self.contextID = ObjectIdentifier(context)
         self.engine = engine
         self.connection = context.connection
         guarded = Locked(Guarded(state: UploadState(limit: limit, highWater: highWater)))
@@ -36,7 +39,7 @@ final class UploadStream: @unchecked Sendable {
             return guarded.state.phase == .receiving && guarded.state.buffered > guarded.state.highWater
         }
         reader?.resume()
-        guard behind else { return }
+        guard behind, let context else { return }
         // Suspend through the registry, so a shutdown either sees this connection or prevents
         // the suspension; the state decides again under both locks.
         _ = engine.suspended.register(context) { stopping in
@@ -80,7 +83,7 @@ final class UploadStream: @unchecked Sendable {
             }
             switch result {
             case .chunk(let chunk, let resumed):
-                if resumed { engine.suspended.remove(context) }
+                if resumed { engine.suspended.remove(id: contextID) }
                 // A reader that never has to wait would keep its thread of the shared pool for
                 // the whole body: let other tasks run every so often.
                 if yield { await Task.yield() }
@@ -123,6 +126,6 @@ final class UploadStream: @unchecked Sendable {
             return (resume, guarded.reader)
         }
         reader?.resume()
-        if resumed { engine.suspended.remove(context) }
+        if resumed { engine.suspended.remove(id: contextID) }
     }
 }
