@@ -2,9 +2,10 @@ import CMicroHTTPD
 
 /// Async handlers on the engine's threads, without blocking them.
 extension Engine {
-    /// Runs an async handler. It starts at once on this thread (`Task.immediate`), so a handler
-    /// that never actually suspends answers right here with no thread hop and no
-    /// suspend/resume. Only if it is still running when it first suspends is the connection
+    /// Runs an async handler. It starts at once on this thread (`Task.immediate`), preferring
+    /// the ``EngineThreadExecutor``, so a handler that never actually suspends — or whose
+    /// awaits complete on this thread (`Task.yield()`, an uncontended actor) — answers right
+    /// here with no thread hop and no suspend/resume. Only if it is still running when it first suspends is the connection
     /// suspended; its task then resumes the connection exactly once, and the engine calls back
     /// on its own thread where the response is queued. Both sides decide under the context's
     /// lock (see ``AsyncExchange``), so the task can never resume a connection that was not
@@ -24,17 +25,24 @@ extension Engine {
         _ handler: @escaping @Sendable (Request) async throws -> Response
     ) {
         context.exchange = Locked(AsyncExchange())
-        let task = Task.immediate {
-            let response: Response
-            do {
-                response = try await handler(request)
-            } catch {
-                // Cancelled by us (client gone, or abandoned at shutdown): not a handler failure.
-                let cancelled = context.exchange.withLock { $0.cancelledByServer }
-                response = cancelled ? Engine.shuttingDown : .failure(error, for: request)
+        // What the handler makes ready on this thread runs here before the callback returns
+        // (see ``EngineThreadExecutor``): a handler whose awaits complete at once answers
+        // without suspending the connection.
+        var started: Task<Void, Never>?
+        EngineThreadExecutor.shared.drain {
+            started = Task.immediate(executorPreference: EngineThreadExecutor.shared) {
+                let response: Response
+                do {
+                    response = try await handler(request)
+                } catch {
+                    // Cancelled by us (client gone, or abandoned at shutdown): not a handler failure.
+                    let cancelled = context.exchange.withLock { $0.cancelledByServer }
+                    response = cancelled ? Engine.shuttingDown : .failure(error, for: request)
+                }
+                if context.finish(with: response) { self.suspended.remove(context) }
             }
-            if context.finish(with: response) { self.suspended.remove(context) }
         }
+        let task = started!
         context.exchange.withLock { exchange in
             if exchange.inlineResponse == nil { exchange.task = task }
         }
