@@ -1022,6 +1022,42 @@ fi
 check "--cors-origin must be an origin (exit 64, a clear message)" bash -c \
     "'$APP' --cors-origin 'app.example.com' 2>&1 | grep -q 'takes an origin'; [[ \${PIPESTATUS[0]} == 64 ]]"
 echo
+echo "== streaming in the demo: events, a large stream, a large upload, SIGTERM mid-stream"
+if start streaming --public-port "$P" --admin-port "$A" --bench-routes --shutdown-timeout 10; then
+    EVENTS="$WORK/events.txt"
+    curl -sS -N --max-time 30 "http://127.0.0.1:$A/admin/events" >"$EVENTS" 2>"$WORK/events.err" &
+    EVENTS_PID=$!
+    PIDS+=("$EVENTS_PID")
+    check "/admin/events sends a metrics event a second" bash -c \
+        "for i in \$(seq 100); do [[ \$(grep -c '^event: metrics' '$EVENTS') -ge 2 ]] && exit 0; sleep 0.05; done; exit 1"
+    check "each event's data is the metrics JSON" python3 -c "
+import json, sys
+lines = [l[6:] for l in open('$EVENTS').read().splitlines() if l.startswith('data: ')]
+d = json.loads(lines[0])
+sys.exit(0 if {s['name'] for s in d['servers']} == {'public', 'admin'} else 1)"
+    check "a 256 MiB stream arrives whole (chunked)" bash -c \
+        "[[ \$(curl -sS --max-time 60 -o /dev/null -w '%{size_download}' 'http://127.0.0.1:$P/bench/stream?bytes=268435456') == 268435456 ]]"
+    check "a 256 MiB streamed upload is counted with bounded memory" bash -c \
+        "before=\$(awk '/^VmRSS/ {print \$2}' /proc/$APP_PID/status); out=\$(head -c 268435456 /dev/zero | curl -sS --max-time 60 -X POST -T - http://127.0.0.1:$P/bench/upload); after=\$(awk '/^VmRSS/ {print \$2}' /proc/$APP_PID/status); [[ \$out == '{\"bytes\":268435456}' ]] && (( after - before < 32768 ))"
+    SLOW="$WORK/slow.txt"
+    # A download still running when SIGTERM lands: it has the drain deadline to finish.
+    curl -sS --max-time 60 --limit-rate 20M -o "$SLOW" "http://127.0.0.1:$P/bench/stream?bytes=41943040" 2>"$WORK/slow.err" &
+    SLOW_PID=$!
+    PIDS+=("$SLOW_PID")
+    sleep 0.3
+    stop_with TERM 15
+    check "SIGTERM with a stream in flight: exit 0" test "$EXIT_CODE" = 0
+    events_rc=0; wait "$EVENTS_PID" || events_rc=$?
+    slow_rc=0; wait "$SLOW_PID" || slow_rc=$?
+    forget "$EVENTS_PID"; forget "$SLOW_PID"
+    check "the event stream ended cleanly at the drain (curl exit 0)" test "$events_rc" = 0
+    check "the download in flight completed within the drain deadline" bash -c \
+        "[[ $slow_rc == 0 && \$(stat -c %s '$SLOW') == 41943040 ]]"
+else
+    fail "start with streaming routes" "$(cat "$ERR")"
+fi
+
+echo
 echo "== admin bearer token"
 if APP_ADMIN_TOKEN=s3cret-t0ken start token --public-port "$P" --admin-port "$A"; then
     check "admin route without token -> 401" bash -c \
