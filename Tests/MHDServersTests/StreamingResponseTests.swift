@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 @testable import MHDServers
 import MHDServersTesting
@@ -159,6 +160,56 @@ struct StreamingResponseTests {
             connection = nil
             try await waitUntil("the abandoned stream to end") { Self.settled(server) }
         }
+    }
+
+    /// A 1 GiB download streamed to curl with the server's memory bounded (the test process is
+    /// the server; its RSS is sampled throughout).
+    @Test func aGigabyteDownloadKeepsMemoryBounded() async throws {
+        let piece = [UInt8](repeating: 0x6D, count: 64 * 1024)
+        var router = Router()
+        router.get("/gigabyte") { _ in
+            Response(status: .ok) { writer in
+                for _ in 0..<(1 << 14) { try await writer.write(piece) }
+            }
+        }
+        let server = Self.server(router)
+        try await withRunning(server) { port in
+            let before = Self.residentBytes()
+            let peak = Shared(before)
+            let sampler = Task {
+                while !Task.isCancelled {
+                    peak.value = max(peak.value, Self.residentBytes())
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            let size = try await offPool { () -> String in
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments = [
+                    "curl", "-sS", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_download}",
+                    "http://127.0.0.1:\(port)/gigabyte",
+                ]
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                try process.run()
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                return String(decoding: data, as: UTF8.self)
+            }
+            sampler.cancel()
+            #expect(size == "\(1 << 30)")
+            let growth = peak.value - before
+            #expect(growth < 64 << 20, "RSS grew by \(growth) bytes during a 1 GiB download")
+            try await waitUntil("the stream to end") { Self.settled(server) }
+        }
+    }
+
+    static func residentBytes() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return (Int(line.split(separator: " ")[1]) ?? 0) * 1024
+        }
+        return 0
     }
 
     /// A client that hangs up while the writer waits for data of its own (the connection is
