@@ -31,6 +31,12 @@ struct PublicAPI: ServerLifecycle {
                 await Task.yield()
                 return Self.hello
             }
+            // An async handler that really suspends: it awaits a task that runs on Swift's shared
+            // pool (as awaiting I/O would), so its connection is suspended and resumed.
+            router.get("/bench/suspend") { _ in
+                await Task.detached {}.value
+                return Self.hello
+            }
             // Echoes a JSON body back: the body path of the bridge, with no JSON codec cost
             // (the C reference does the same, so the comparison is like for like).
             router.post("/bench/echo") { request in
