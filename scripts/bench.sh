@@ -570,6 +570,12 @@ for scenario in "${SCENARIOS[@]}"; do
         done
     fi
 done
+if [[ -n $FILE_SKIP ]]; then
+    echo
+    echo "file   GET /bench/file: skipped: $FILE_SKIP"
+    md ""
+    md "file \`/bench/file\`: skipped: $FILE_SKIP."
+fi
 if ((HUMMINGBIRD)); then
     md ""
     md "| scenario | Swift app / Hummingbird req/s | p99 | CPU/req |"
