@@ -59,16 +59,22 @@ final class ResponseStream: @unchecked Sendable {
     /// suspension (a write that waits, or the producer's own awaits).
     func start(_ produce: @escaping @Sendable (ResponseBodyWriter) async throws -> Void, logger: Logger) {
         let writer = ResponseBodyWriter(target: .engine(self))
-        let task = Task {
-            let failure: (any Error)?
-            do {
-                try await produce(writer)
-                failure = nil
-            } catch {
-                failure = error
+        // Started on the engine thread and preferring it: the writer fills the buffer right away
+        // (until it waits for room or for something of its own), with no hop to the shared pool.
+        var started: Task<Void, Never>?
+        EngineThreadExecutor.shared.drain {
+            started = Task(executorPreference: EngineThreadExecutor.shared) {
+                let failure: (any Error)?
+                do {
+                    try await produce(writer)
+                    failure = nil
+                } catch {
+                    failure = error
+                }
+                self.producerEnded(failure, logger: logger)
             }
-            self.producerEnded(failure, logger: logger)
         }
+        let task = started!
         let over = guarded.withLock { guarded in
             guarded.task = task
             return guarded.state.phase == .closed || guarded.state.phase == .failed
@@ -184,7 +190,9 @@ final class ResponseStream: @unchecked Sendable {
                 }
             }
         }
-        for waiter in waiters { waiter.resume() }
+        // A writer that waits for room prefers the engine-thread executor: it refills the
+        // buffer right here, before the engine sends what it just took.
+        if !waiters.isEmpty { EngineThreadExecutor.shared.drain { for waiter in waiters { waiter.resume() } } }
         switch result ?? .endWithError {
         case .bytes(let count, _): return count
         case .suspend: return 0

@@ -38,7 +38,8 @@ final class UploadStream: @unchecked Sendable {
             if guarded.state.receive(chunk) != .proceed { reader = guarded.reader; guarded.reader = nil }
             return guarded.state.phase == .receiving && guarded.state.buffered > guarded.state.highWater
         }
-        reader?.resume()
+        // The handler prefers the engine-thread executor: it reads the chunk right here.
+        if let reader { EngineThreadExecutor.shared.drain { reader.resume() } }
         guard behind, let context else { return }
         // Suspend through the registry, so a shutdown either sees this connection or prevents
         // the suspension; the state decides again under both locks.
@@ -59,7 +60,7 @@ final class UploadStream: @unchecked Sendable {
             defer { guarded.reader = nil }
             return guarded.reader
         }
-        reader?.resume()
+        if let reader { EngineThreadExecutor.shared.drain { reader.resume() } }
     }
 
     // MARK: Reader
