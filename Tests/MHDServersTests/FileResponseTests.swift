@@ -138,19 +138,21 @@ struct FileResponseTests {
                 ("/static/data.bin", [String: String]()), ("/static/data.bin", ["Range": "bytes=10-19"]),
                 ("/static/empty.txt", [:]),
             ] {
-                try await offPool {
-                    // HEAD then GET on one connection: a body after the HEAD would be read as the
-                    // start of the GET's response and fail to parse.
+                // HEAD then GET on one connection: a body after the HEAD would be read as the
+                // start of the GET's response and fail to parse.
+                let (head, get, unread) = try await offPool {
                     let connection = try Connection(port: port)
                     let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
                     try connection.send("HEAD \(path) HTTP/1.1\r\nHost: t\r\n\(extra)\r\n")
                     let head = try connection.readResponse(head: true)
                     try connection.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\(extra)Connection: close\r\n\r\n")
-                    let get = try connection.readResponse()
-                    #expect(head.status == get.status)
-                    #expect(Self.headersButDate(head) == Self.headersButDate(get).filter { $0 != "connection: close" })
-                    #expect(connection.unreadBytes().isEmpty)
+                    return (head, try connection.readResponse(), connection.unreadBytes())
                 }
+                #expect(head.status == (headers.isEmpty ? 200 : 206))
+                #expect(head.status == get.status)
+                #expect(head.header("Content-Length") == "\(get.body.count)")
+                #expect(Self.headersButDate(head) == Self.headersButDate(get).filter { $0 != "connection: close" })
+                #expect(unread.isEmpty)
             }
             // curl agrees: the length of the file, no body.
             let curl = try await offPool {
@@ -183,14 +185,16 @@ struct FileResponseTests {
                 #expect(response.text == FileTree.hello)
             }
             // A 304 on a kept-alive connection has no body: the next response follows at once.
-            try await offPool {
+            let (notModified, next, unread) = try await offPool {
                 let connection = try Connection(port: port)
                 try connection.send("GET /static/hello.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \(tag)\r\n\r\n")
-                #expect(try connection.readResponse().status == 304)
+                let notModified = try connection.readResponse()
                 try connection.send("GET /static/hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                #expect(try connection.readResponse().text == FileTree.hello)
-                #expect(connection.unreadBytes().isEmpty)
+                return (notModified, try connection.readResponse(), connection.unreadBytes())
             }
+            #expect(notModified.status == 304)
+            #expect(next.text == FileTree.hello)
+            #expect(unread.isEmpty)
             // Not for other methods: the precondition fails.
             let post = try await request(port, "POST", "/one", headers: ["If-None-Match": tag], body: "")
             #expect(post.status == 412)
@@ -250,15 +254,11 @@ struct FileResponseTests {
         try await withServer(try tree.router()) { port async throws in
             let cases: [(String, ClosedRange<Int>)] = [
                 ("bytes=0-9", 0...9), ("bytes=250-", 250...255), ("bytes=-6", 250...255), ("bytes=200-999", 200...255),
-                ("bytes=0-0", 0...0), ("bytes=255-255", 255...255), ("bytes=-1000", 0...255), ("BYTES = 3-4", 3...4),
+                ("bytes=0-0", 0...0), ("bytes=255-255", 255...255), ("bytes=-1000", 0...255),
                 ("bytes=3-4,", 3...4), (" bytes=3-4 ", 3...4), ("bytes=10-99999999999999999999999", 10...255),
             ]
             for (range, expected) in cases {
                 let response = try await request(port, "GET", "/static/data.bin", headers: ["Range": range])
-                if range == "BYTES = 3-4" {
-                    #expect(response.status == 200, "spaces around = are not the grammar: \(range)")
-                    continue
-                }
                 #expect(response.status == 206, "Range: \(range)")
                 #expect(response.header("Content-Range") == "bytes \(expected.lowerBound)-\(expected.upperBound)/256")
                 #expect(response.header("Content-Length") == "\(expected.count)")
@@ -294,7 +294,7 @@ struct FileResponseTests {
                 #expect(response.header("Content-Range") == "bytes */\(size)")
             }
             // Several ranges, a malformed one, another unit: the whole file.
-            for range in ["bytes=0-1,5-6", "bytes=0-1, 300-400", "bytes=5-1", "bytes=a-b", "bytes=", "items=0-1", "bytes 0-1", "bytes=--1"] {
+            for range in ["bytes=0-1,5-6", "bytes=0-1, 300-400", "bytes=5-1", "bytes=a-b", "bytes=", "items=0-1", "bytes 0-1", "bytes=--1", "bytes = 3-4"] {
                 let response = try await request(port, "GET", "/static/data.bin", headers: ["Range": range])
                 #expect(response.status == 200, "Range: \(range)")
                 #expect(response.body == FileTree.data)
