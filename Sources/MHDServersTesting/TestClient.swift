@@ -149,9 +149,13 @@ enum InProcess {
         // `Router.respond(to:)` runs the router's middleware and answers a thrown error through
         // the server's own error mapping; it does not throw.
         let response = (try? await router.respond(to: request.serverRequest())) ?? .error(.internalServerError)
-        // The server sends no body in answer to HEAD. A streamed or file body is produced now,
-        // whole; one that fails reads as the empty body the server could not complete.
-        let body = request.method == .head ? [] : ((try? await response.collectedBody()) ?? [])
+        // The server sends no body in answer to HEAD, nor with a 1xx, 204 or 304 (a file's 304
+        // keeps its file, for the length). A streamed or file body is produced now, whole; one
+        // that fails reads as the empty body the server could not complete.
+        let status = response.status
+        let bodiless = request.method == .head || status.kind == .informational || status == .noContent
+            || status == .notModified
+        let body = bodiless ? [] : ((try? await response.collectedBody()) ?? [])
         return TestResponse(status: response.status, headers: response.headers, body: body)
     }
 }

@@ -52,6 +52,11 @@ struct PublicAPI: ServerLifecycle {
                 bench.get("/middleware") { _ in Self.hello }
             }
             BenchStreams.register(on: &router)
+            do {
+                try BenchFiles.register(on: &router)
+            } catch {
+                context.logger.error("GET /bench/file is unavailable: \(error)")
+            }
         }
     }
 

@@ -468,7 +468,7 @@ struct ManagerTests {
     @Test(arguments: [SideService.StopOrder.withTheDrain, .afterTheServers])
     func sideServicesAreCancelledAtTheOneDeadline(_ order: SideService.StopOrder) async throws {
         let cancelled = Gate()
-        let manager = ServerManager(logger: quietLogger, shutdownTimeout: .seconds(1))
+        let manager = ServerManager(logger: quietLogger, shutdownTimeout: .seconds(3))
         let servers = [Server(config: ServerConfig(name: "web", port: 0), lifecycle: RecordingAPI(recorder: Recorder()))]
         let run = Task {
             try await manager.runAll(servers, alongside: [SideService(LongCall(cancelled: cancelled), stops: order)], signals: [])
@@ -484,9 +484,11 @@ struct ManagerTests {
         }
         try await returned.wait("runAll to return", timeout: .seconds(10))
         let elapsed = ContinuousClock.now - start
-        // Not before the deadline, and within a second of it.
-        #expect(elapsed >= .milliseconds(950))
-        #expect(elapsed < .seconds(2))
+        // Not before the deadline, and well before a second one would end (a side service
+        // given a deadline of its own after the servers' would take 6 s); the margin absorbs a
+        // busy machine.
+        #expect(elapsed >= .milliseconds(2950))
+        #expect(elapsed < .seconds(5))
         #expect(cancelled.isOpen)
     }
 }

@@ -40,3 +40,5 @@ enum health {
 }
 let writer: ResponseBodyWriter = { fatalError("examples are type-checked, never run") }()
 let events: ServerSentEventWriter = { fatalError("examples are type-checked, never run") }()
+/// Opens a file for an example that hands a descriptor over.
+enum exporter { static func openSnapshot() throws -> Int32 { fatalError("examples are type-checked, never run") } }
