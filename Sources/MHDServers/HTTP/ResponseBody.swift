@@ -78,6 +78,8 @@ extension Response {
     /// A response whose body `body` writes while the client reads it.
     ///
     /// - Parameters:
+    ///   - status: the status line's code and reason.
+    ///   - headers: header fields to send (the server adds the framing ones and `Date`).
     ///   - contentLength: the body's length when known in advance (sent as `Content-Length`;
     ///     writing more throws, ending with less closes the connection so the client sees a
     ///     truncated body). `nil`: chunked on HTTP/1.1, until the connection closes on HTTP/1.0.

@@ -195,7 +195,7 @@ public struct Router: HTTPHandler {
         on(.put, path, streamingBodyUpTo: maxSize, use: handler)
     }
 
-    /// `GET` route (also answers `HEAD`). ``on(_:_:use:)-6xnqa`` describes inline handlers.
+    /// `GET` route (also answers `HEAD`). `on(_:_:use:)` (the inline form) describes inline handlers.
     public mutating func get(_ path: String, use handler: @escaping @Sendable (Request) throws -> Response) {
         on(.get, path, use: handler)
     }
