@@ -39,32 +39,13 @@ extension Engine {
                     let cancelled = context.exchange.withLock { $0.cancelledByServer }
                     response = cancelled ? Engine.shuttingDown : .failure(error, for: request)
                 }
-                self.handlerFinished(context, response)
+                if context.finish(with: response) { self.suspended.remove(context) }
             }
         }
         let task = started!
         context.exchange.withLock { exchange in
             if exchange.inlineResponse == nil { exchange.task = task }
         }
-    }
-
-    /// The handler finished (on its task's thread). If the connection is suspended, the
-    /// response is queued right here — the engine accepts a response for a suspended connection
-    /// from any thread — and then the connection is resumed, so the engine goes straight on to
-    /// send it instead of calling back first. Streamed and file bodies are set up on the engine
-    /// thread, in the callback that follows the resume.
-    func handlerFinished(_ context: EngineRequest, _ response: Response) {
-        let resumed = context.exchange.withLock { exchange -> Bool in
-            guard exchange.handlerFinished(with: response) == .resume else { return false }
-            if case .respond(let response)? = exchange.outcome, response.storage.source == nil {
-                // The engine thread does not touch the request while it is suspended; the
-                // resume below hands it back.
-                if queue(response, on: context) == .NO { context.phase = .suspended }
-            }
-            MHD_resume_connection(context.connection)
-            return true
-        }
-        if resumed { suspended.remove(context) }
     }
 
     /// Answers with the handler's response when it is ready: at once if it finished, else

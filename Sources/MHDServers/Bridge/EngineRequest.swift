@@ -91,6 +91,17 @@ final class EngineRequest: @unchecked Sendable {
         return engine >= 100 ? engine : 0
     }
 
+    /// The handler finished with `response`: resumes the connection if it is suspended. The
+    /// engine call happens under the lock, so once this returns nobody is between deciding to
+    /// resume and resuming. Returns whether this resumed it.
+    func finish(with response: Response) -> Bool {
+        exchange.withLock { exchange in
+            guard exchange.handlerFinished(with: response) == .resume else { return false }
+            MHD_resume_connection(connection)
+            return true
+        }
+    }
+
     /// Resumes a suspended connection without the handler's response (the server answers 503,
     /// or closes if the client is gone).
     func abandon() {
