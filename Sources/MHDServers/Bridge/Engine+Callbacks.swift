@@ -52,7 +52,7 @@ extension Engine {
             // A route that streams its body is found now, and its own size limit applies.
             var limits = config.limits
             var streaming: (request: Request, handler: Router.Handler, route: Int, limit: Int)?
-            if let router, router.hasStreamingRoutes {
+            if router?.hasStreamingRoutes == true, let router {
                 var request = makeRequest(context, url: url, method: method, version: version)
                 if case .handler(let handler, let route) = router.resolve(&request), let limit = router.streamingLimits[route] {
                     streaming = (request, handler, route, limit)

@@ -96,8 +96,8 @@ public struct Router: HTTPHandler {
     /// ``on(_:_:streamingBodyUpTo:use:)``), by route number; `nil` for buffered bodies.
     private(set) var streamingLimits: [Int?] = []
     /// Whether any route streams its body: only then is a request routed as soon as its
-    /// headers arrive.
-    var hasStreamingRoutes: Bool { streamingLimits.contains { $0 != nil } }
+    /// headers arrive. Kept up to date by `add`, so the per-request check is one load.
+    private(set) var hasStreamingRoutes = false
 
     /// Creates an empty router.
     public init() {}
@@ -344,6 +344,7 @@ public struct Router: HTTPHandler {
         let entry = Entry(handler: handler, route: routeLabels.count)
         routeLabels.append((method.rawValue, "/" + segments.joined(separator: "/")))
         streamingLimits.append(streamingLimit)
+        if streamingLimit != nil { hasStreamingRoutes = true }
         if !segments.contains(where: { $0.hasPrefix(":") || $0 == "*" }) {
             exact["/" + segments.joined(separator: "/"), default: [:]][method] = entry
             return
