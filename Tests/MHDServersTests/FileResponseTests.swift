@@ -79,20 +79,6 @@ final class FileTree: Sendable {
     }
 }
 
-/// Runs a command (no shell) and returns its exit status and standard output.
-func runCommand(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
 @Suite("File responses", .timeLimit(.minutes(5)))
 struct FileResponseTests {
     /// Headers of a raw response but `Date`, in order, names lowercased.
@@ -555,14 +541,6 @@ struct FileResponseProcessTests {
 
     // MARK: Memory and descriptors
 
-    /// The resident set of this process, in kB (`VmRSS` of /proc/self/status).
-    static func residentKilobytes() -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
-        }
-        return -1
-    }
 
     /// A sparse file of `size` bytes (no disk space used).
     static func makeSparseFile(_ path: String, size: Int) throws {
@@ -617,11 +595,11 @@ struct FileResponseProcessTests {
                 let url = "\(scheme)://127.0.0.1:\(port)/static/\(file)"
                 // Warm up: the first request of a server allocates what every later one reuses.
                 _ = try await offPool { try runCommand(["curl", "-sS", "--cacert", cert, "-o", "/dev/null", "-r", "0-99", url]) }
-                let before = residentKilobytes()
+                let before = ResidentMemory.kilobytes()
                 let peak = Shared(before)
                 let sampler = Task {
                     while !Task.isCancelled {
-                        let now = residentKilobytes()
+                        let now = ResidentMemory.kilobytes()
                         if now > peak.value { peak.value = now }
                         try? await Task.sleep(for: .milliseconds(20))
                     }
@@ -633,7 +611,7 @@ struct FileResponseProcessTests {
                 let elapsed = ContinuousClock.now - start
                 sampler.cancel()
                 _ = await sampler.value
-                let after = residentKilobytes()
+                let after = ResidentMemory.kilobytes()
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
                 figures += "measured: \(size >> 20) MiB over \(scheme) in \(String(format: "%.2f", seconds)) s "
                     + "(\(String(format: "%.0f", Double(size) / seconds / 1e6)) MB/s): RSS before \(before) kB, "

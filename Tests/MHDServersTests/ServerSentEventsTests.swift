@@ -20,18 +20,7 @@ struct ServerSentEventsTests {
     /// Starts curl -N on `url`; returns its output once it exits. It waits on a thread of its
     /// own: a blocking wait on the shared pool would starve the server's tasks.
     static func curl(_ url: String, _ extra: [String] = []) -> Task<(Int32, String), any Error> {
-        Task { try await offPool { () -> (Int32, String) in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["curl", "-sS", "-N", "--max-time", "20"] + extra + [url]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-        } }
+        Task { try await runCommandOnThread(["curl", "-sS", "-N", "--max-time", "20"] + extra + [url]) }
     }
 
     @Test func curlReceivesEventsHeartbeatsAndTheLastEventID() async throws {

@@ -33,20 +33,9 @@ struct StreamingRequestTests {
         return router
     }
 
-    /// Runs curl with `arguments`; returns its exit status and output.
-    static func curl(_ arguments: [String]) async throws -> (Int32, String) {
-        try await offPool {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["curl", "-sS", "--max-time", "120"] + arguments
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
+    /// Runs curl with `arguments`; returns its exit status and output (errors included).
+    static func curl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await runCommandOnThread(["curl", "-sS", "--max-time", "120"] + arguments, mergingErrors: true)
     }
 
     @Test func aBodyLargerThanMaxBodySizeArrivesInOrder() async throws {
@@ -85,32 +74,14 @@ struct StreamingRequestTests {
         }
         let server = Self.server(router)
         try await withRunning(server) { port in
-            let before = Self.residentBytes()
-            let peak = Shared(before)
-            let sampler = Task {
-                while !Task.isCancelled {
-                    peak.value = max(peak.value, Self.residentBytes())
-                    try? await Task.sleep(for: .milliseconds(20))
-                }
-            }
             let started = ContinuousClock.now
-            let (status, output) = try await offPool { () -> (Int32, String) in
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/bin/sh")
-                process.arguments = [
-                    "-c",
+            let ((status, output), before, peak) = try await ResidentMemory.peak {
+                try await runCommandOnThread([
+                    "sh", "-c",
                     "head -c \(Sanitizers.transferSize(1 << 30)) /dev/zero | curl -sS --max-time 120 -X POST -T - http://127.0.0.1:\(port)/upload",
-                ]
-                let pipe = Pipe()
-                process.standardOutput = pipe
-                process.standardError = pipe
-                try process.run()
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+                ], mergingErrors: true)
             }
-            sampler.cancel()
-            let growth = peak.value - before
+            let growth = (peak - before) * 1024
             print("1 GiB upload: \(ContinuousClock.now - started), RSS growth \(growth / 1_048_576) MiB")
             #expect(status == 0)
             #expect(output == #"{"bytes":\#(Sanitizers.transferSize(1 << 30)),"zeros":true}"#)
@@ -254,11 +225,4 @@ struct StreamingRequestTests {
         }
     }
 
-    static func residentBytes() -> Int {
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return (Int(line.split(separator: " ")[1]) ?? 0) * 1024
-        }
-        return 0
-    }
 }

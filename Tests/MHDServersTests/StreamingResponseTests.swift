@@ -174,43 +174,19 @@ struct StreamingResponseTests {
         }
         let server = Self.server(router)
         try await withRunning(server) { port in
-            let before = Self.residentBytes()
-            let peak = Shared(before)
-            let sampler = Task {
-                while !Task.isCancelled {
-                    peak.value = max(peak.value, Self.residentBytes())
-                    try? await Task.sleep(for: .milliseconds(20))
-                }
-            }
-            let size = try await offPool { () -> String in
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                process.arguments = [
+            let ((_, size), before, peak) = try await ResidentMemory.peak {
+                try await runCommandOnThread([
                     "curl", "-sS", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_download}",
                     "http://127.0.0.1:\(port)/gigabyte",
-                ]
-                let pipe = Pipe()
-                process.standardOutput = pipe
-                try process.run()
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                return String(decoding: data, as: UTF8.self)
+                ])
             }
-            sampler.cancel()
             #expect(size == "\(Sanitizers.transferSize(1 << 30))")
-            let growth = peak.value - before
+            let growth = (peak - before) * 1024
             if !Sanitizers.active { #expect(growth < 64 << 20, "RSS grew by \(growth) bytes during a 1 GiB download") }
             try await waitUntil("the stream to end") { Self.settled(server) }
         }
     }
 
-    static func residentBytes() -> Int {
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return (Int(line.split(separator: " ")[1]) ?? 0) * 1024
-        }
-        return 0
-    }
 
     /// A client that hangs up while the writer waits for data of its own (the connection is
     /// suspended): the writer's task is cancelled, and the request ends.

@@ -5,27 +5,13 @@ import Testing
 /// HTTPS with a certificate generated for the test (openssl) and checked by curl.
 @Suite("TLS", .timeLimit(.minutes(2)))
 struct TLSTests {
-    /// Runs a command and returns its exit status and standard output.
-    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     /// A self-signed certificate for 127.0.0.1 and localhost, in a fresh directory.
     static func makeCertificate() throws -> (directory: URL, cert: String, key: String) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mhd-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let cert = directory.appendingPathComponent("cert.pem").path
         let key = directory.appendingPathComponent("key.pem").path
-        let result = try run([
+        let result = try runCommand([
             "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ])
@@ -45,16 +31,16 @@ struct TLSTests {
         try await withRunning(server) { port async throws in
             #expect(server.address?.url == "https://127.0.0.1:\(port)")
             let get = try await offPool {
-                try Self.run(["curl", "-sS", "--cacert", cert, "https://127.0.0.1:\(port)/secure"])
+                try runCommand(["curl", "-sS", "--cacert", cert, "https://127.0.0.1:\(port)/secure"])
             }
             #expect(get.status == 0)
             #expect(get.output == "over tls")
             let post = try await offPool {
-                try Self.run(["curl", "-sS", "--cacert", cert, "--data-binary", "ping", "https://localhost:\(port)/echo"])
+                try runCommand(["curl", "-sS", "--cacert", cert, "--data-binary", "ping", "https://localhost:\(port)/echo"])
             }
             #expect(post.output == "ping")
             // Without trusting the certificate, curl refuses the connection.
-            let untrusted = try await offPool { try Self.run(["curl", "-sS", "https://127.0.0.1:\(port)/secure"]) }
+            let untrusted = try await offPool { try runCommand(["curl", "-sS", "https://127.0.0.1:\(port)/secure"]) }
             #expect(untrusted.status != 0)
         }
     }
