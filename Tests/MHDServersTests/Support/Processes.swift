@@ -1,20 +1,55 @@
 import Foundation
+import Glibc
 
-/// Runs a command (no shell; `/usr/bin/env` finds it) and returns its exit status and standard
-/// output (with standard error after it when `mergingErrors`). It blocks: call it from a thread
-/// of its own (``runCommandOnThread(_:mergingErrors:)``), never on the shared pool, whose few
-/// threads the servers under test need.
+/// Runs a command (no shell; `PATH` finds it) and returns its exit status and standard output
+/// (with standard error after it when `mergingErrors`). It blocks: call it from a thread of its
+/// own (``runCommandOnThread(_:mergingErrors:)``), never on the shared pool, whose few threads the
+/// servers under test need. Spawned with `posix_spawnp`, not Foundation's `Process`, whose
+/// descriptor scan reads past its buffer under AddressSanitizer when many descriptors are open.
 func runCommand(_ arguments: [String], mergingErrors: Bool = false) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = mergingErrors ? pipe : FileHandle.nullDevice
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    var pipeEnds: [Int32] = [0, 0]
+    guard pipe(&pipeEnds) == 0 else { throw CommandError(message: "pipe: \(errno)") }
+    // Only the child's copies (made by dup2) stay open in it.
+    _ = fcntl(pipeEnds[0], F_SETFD, FD_CLOEXEC)
+    _ = fcntl(pipeEnds[1], F_SETFD, FD_CLOEXEC)
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
+    if mergingErrors {
+        posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 2)
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawnp(&pid, arguments[0], &actions, nil, &argv, environ)
+    close(pipeEnds[1])
+    guard spawned == 0 else {
+        close(pipeEnds[0])
+        throw CommandError(message: "\(arguments[0]): \(String(cString: strerror(spawned)))")
+    }
+    var output: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(pipeEnds[0], $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { break }
+        output += buffer[0..<count]
+    }
+    close(pipeEnds[0])
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    // The exit status as a shell reports it: the code, or 128 + the signal.
+    let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (exit, String(decoding: output, as: UTF8.self))
+}
+
+struct CommandError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }
 
 /// ``runCommand(_:mergingErrors:)`` on a thread of its own.
