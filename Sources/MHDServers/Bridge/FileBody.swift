@@ -67,15 +67,6 @@ struct FileStatus: Sendable, Equatable {
     var modifiedSeconds: Int64
     var modifiedNanoseconds: Int64
 
-    init(kind: Kind, size: UInt64, device: UInt64, inode: UInt64, modifiedSeconds: Int64, modifiedNanoseconds: Int64) {
-        self.kind = kind
-        self.size = size
-        self.device = device
-        self.inode = inode
-        self.modifiedSeconds = modifiedSeconds
-        self.modifiedNanoseconds = modifiedNanoseconds
-    }
-
     /// The status of `descriptor`, or the `errno` of a failed `fstat`.
     static func of(_ descriptor: Int32) -> Result<FileStatus, FileOpenFailure> {
         var info = stat()
