@@ -50,16 +50,14 @@ extension Engine {
             }
             context.method = parsed
             // A route that streams its body is found now, and its own size limit applies.
-            var limits = config.limits
             var streaming: (request: Request, handler: Router.Handler, route: Int, limit: Int)?
             if router?.hasStreamingRoutes == true, let router {
                 var request = makeRequest(context, url: url, method: method, version: version)
                 if case .handler(let handler, let route) = router.resolve(&request), let limit = router.streamingLimits[route] {
                     streaming = (request, handler, route, limit)
-                    limits.maxBodySize = limit
                 }
             }
-            if let rejection = RequestGuard.check(context, limits: limits) {
+            if let rejection = RequestGuard.check(context, maxBodySize: streaming?.limit ?? config.limits.maxBodySize) {
                 return queue(rejection, on: context, close: true)
             }
             if let streaming { startStreamingHandler(context, streaming.request, streaming.handler, streaming.route, streaming.limit) }

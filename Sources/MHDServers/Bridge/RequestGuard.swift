@@ -31,7 +31,7 @@ enum RequestGuard {
     static let invalidMethod = Response.error(.badRequest, message: "the method must be a token (RFC 9110 §9.1)")
 
     /// A response that rejects the request outright, or `nil` to go on.
-    static func check(_ context: EngineRequest, limits: ServerConfig.Limits) -> Response? {
+    static func check(_ context: EngineRequest, maxBodySize: Int) -> Response? {
         if context.invalidTarget { return invalidTarget }
         if context.malformedHeader { return malformedField }
         var length: String?
@@ -67,7 +67,7 @@ enum RequestGuard {
         if let length {
             let digits = trimmed(Substring(length))
             guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return invalidLength }
-            if digits.utf8.count > 18 || Int(digits)! > limits.maxBodySize { return contentTooLarge }
+            if digits.utf8.count > 18 || Int(digits)! > maxBodySize { return contentTooLarge }
         }
         return nil
     }
