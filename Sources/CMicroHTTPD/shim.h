@@ -12,6 +12,11 @@
 #include <sys/types.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <microhttpd.h>
 
 /// The number of CPUs in this process's affinity mask (what `taskset` and
@@ -102,6 +107,102 @@ static inline int
 mhds_response_without_chunks (struct MHD_Response *response)
 {
   return MHD_set_response_options (response, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);
+}
+
+
+/// Starts `path` as a new process the way systemd starts a socket-activated service: its
+/// descriptors 3, 4, ... are `fds[0 .. count)` (the same open sockets), every signal has its
+/// default disposition and none is blocked, and the text at `pid_digits` (inside one of the
+/// `envp` strings: the value of `LISTEN_PID=`, with room for 11 characters) receives the new
+/// process's id. That needs the id, which only the child knows before `execve`, so the child
+/// is made with `fork` and does nothing but async-signal-safe calls before `execve`.
+/// Every other descriptor is closed on exec.
+///
+/// Returns the child's pid once `execve` succeeded, or -1 with `errno` set (also when
+/// `execve` failed in the child: its `errno` comes back through a close-on-exec pipe).
+static inline pid_t
+mhds_spawn_with_descriptors(const char *path, char *const argv[], char *const envp[],
+                            const int *fds, int count, char *pid_digits)
+{
+    int report[2];
+    if (pipe(report) != 0) {
+        return -1;
+    }
+    (void)fcntl(report[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(report[1], F_SETFD, FD_CLOEXEC);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int saved = errno;
+        close(report[0]);
+        close(report[1]);
+        errno = saved;
+        return -1;
+    }
+    if (pid == 0) {
+        /* The child: async-signal-safe calls only. */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        for (int sig = 1; sig < NSIG; sig++) {
+            if (sig != SIGKILL && sig != SIGSTOP) {
+                (void)sigaction(sig, &dfl, NULL);
+            }
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        (void)sigprocmask(SIG_SETMASK, &none, NULL);
+        /* Out of the way of 3 .. 3+count first, so no source is overwritten before it is copied. */
+        int base = 3 + count;
+        int moved[count > 0 ? count : 1];
+        int writer = fcntl(report[1], F_DUPFD_CLOEXEC, base);
+        int failed = writer < 0;
+        for (int i = 0; i < count && !failed; i++) {
+            moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, base);
+            failed = moved[i] < 0;
+        }
+        for (int i = 0; i < count && !failed; i++) {
+            /* dup2 leaves the copy open across exec. */
+            failed = dup2(moved[i], 3 + i) < 0;
+        }
+        if (!failed) {
+            pid_t self = getpid();
+            char digits[12];
+            int length = 0;
+            do {
+                digits[length++] = (char)('0' + self % 10);
+                self /= 10;
+            } while (self > 0 && length < 11);
+            for (int i = 0; i < length; i++) {
+                pid_digits[i] = digits[length - 1 - i];
+            }
+            pid_digits[length] = 0;
+#ifdef SYS_close_range
+            /* Whatever else is open (a library's descriptor without FD_CLOEXEC) closes on exec. */
+            (void)syscall(SYS_close_range, (unsigned int)base, ~0U, 4u /* CLOSE_RANGE_CLOEXEC */);
+#endif
+            execve(path, argv, envp);
+        }
+        int code = errno;
+        if (writer >= 0) {
+            (void)write(writer, &code, sizeof code);
+        }
+        _exit(127);
+    }
+    close(report[1]);
+    int code = 0;
+    ssize_t got;
+    do {
+        got = read(report[0], &code, sizeof code);
+    } while (got < 0 && errno == EINTR);
+    close(report[0]);
+    if (got == (ssize_t)sizeof code) {
+        int status;
+        (void)waitpid(pid, &status, 0);
+        errno = code;
+        return -1;
+    }
+    return pid;
 }
 
 #endif

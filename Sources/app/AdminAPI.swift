@@ -1,4 +1,7 @@
 import MHDServers
+#if canImport(Glibc)
+import Glibc
+#endif
 import Prometheus
 
 /// The admin server: live figures and the effective configuration of every server.
@@ -45,6 +48,32 @@ struct AdminAPI: ServerLifecycle {
                     try await Task.sleep(for: .seconds(1))
                 }
             }
+        }
+        // Runtime control: every server's state, and a restart of one without dropping a request.
+        router.get("/admin/servers") { _ in
+            try Response.json(
+                ServerList(pid: Int(getpid()), servers: (context.manager?.servers ?? []).map(ServerList.Server.init))
+            ).uncached()
+        }
+        router.post("/admin/servers/:name/restart") { request in
+            guard let manager = context.manager else { throw HTTPError(.serviceUnavailable) }
+            let name = request.parameters["name"] ?? ""
+            guard let info = manager.servers.first(where: { $0.name == name }) else {
+                throw HTTPError(.notFound, message: "no server named '\(name)'")
+            }
+            // This very request is in flight on the admin server: its restart waits for it to
+            // finish, so it runs after the answer.
+            if name == context.name {
+                Task { try? await manager.restartServer(named: name) }
+                return try Response.json(ServerList.Server(info), status: .accepted).uncached()
+            }
+            do {
+                try await manager.restartServer(named: name)
+            } catch let error as ServerError where error.code == .invalidConfiguration {
+                throw HTTPError(.conflict, message: error.message)
+            }
+            let restarted = manager.servers.first { $0.name == name }.map(ServerList.Server.init)
+            return try Response.json(restarted).uncached()
         }
         router.get("/admin/config") { _ in
             try Response.json(
@@ -99,6 +128,31 @@ struct AdminAPI: ServerLifecycle {
             var p50: Double
             var p99: Double
             var max: Double
+        }
+    }
+
+    /// `GET /admin/servers`: this process and where each server is in its life.
+    struct ServerList: Encodable {
+        var pid: Int
+        var servers: [Server]
+
+        struct Server: Encodable {
+            var name: String
+            var state: String
+            var address: String?
+            var generation: Int
+            /// Predecessors still draining after a restart.
+            var draining: Int
+            var inFlight: Int
+
+            init(_ info: ServerInfo) {
+                name = info.name
+                state = info.state.rawValue
+                address = info.address?.url
+                generation = info.generation
+                draining = info.draining
+                inFlight = info.stats.inFlight
+            }
         }
     }
 

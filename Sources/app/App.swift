@@ -22,7 +22,11 @@ struct App: AsyncParsableCommand {
         discussion: """
             The public server answers GET /api/hello and GET /api/status; the admin server answers
             GET /admin/metrics and GET /admin/config. Each falls back to the next of ten ports when its
-            port is busy. SIGTERM or SIGINT drains in-flight requests and exits 0.
+            port is busy. SIGTERM or SIGINT drains in-flight requests and exits 0. SIGHUP reads the
+            --tls-cert/--tls-key files again and switches to them without refusing a connection.
+            SIGUSR2 starts a new process of this executable on the same sockets and, once it serves,
+            drains this one and exits 0. GET /admin/servers lists the servers and their states;
+            POST /admin/servers/NAME/restart restarts one without dropping a request.
             """)
 
     @Option(help: "Address the public server binds (IPv4/IPv6 literal, localhost, 0.0.0.0 or ::).")

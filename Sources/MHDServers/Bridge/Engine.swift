@@ -96,7 +96,8 @@ final class Engine: @unchecked Sendable {
         self.stats = stats
         self.drainSignal = DrainSignal(stats: stats)
         self.supervisor = Supervisor(
-            headerTimeout: config.limits.requestHeaderTimeout, suspended: suspended, logger: logger, name: config.name)
+            headerTimeout: config.limits.requestHeaderTimeout, suspended: suspended, stats: stats, logger: logger,
+            name: config.name)
         self.metrics = RequestMetrics(server: config.name, routes: router?.routeLabels ?? [])
     }
 
@@ -183,7 +184,11 @@ final class Engine: @unchecked Sendable {
 
     /// Stops accepting: the listening socket leaves the engine and is shut down, so new clients
     /// are refused at once. Requests in progress go on; their responses close the connection.
-    func stopAccepting() {
+    ///
+    /// - Parameter handingOver: the socket stays open and listening, because another engine (a
+    ///   restarted server, or a new process) accepts on a duplicate of it: shutting it down would
+    ///   shut theirs down too. New clients are then served by the successor.
+    func stopAccepting(handingOver: Bool = false) {
         readinessWithdrawn.store(true, ordering: .relaxed)
         closesConnections.store(true, ordering: .relaxed)
         drainSignal.listenerClosed()
@@ -196,9 +201,10 @@ final class Engine: @unchecked Sendable {
                 logger.debug("engine could not quiesce; the listening socket closes at stop")
                 return
             }
-            // The engine no longer polls it: refuse new connections at once.
             state.handedBack = true
-            socket.stopListening()
+            // The engine no longer polls it: refuse new connections at once, unless a successor
+            // accepts on it.
+            if !handingOver { socket.stopListening() }
         }
     }
 
@@ -212,6 +218,12 @@ final class Engine: @unchecked Sendable {
     /// interrupted (false). Woken by the request that ends last; see ``DrainSignal``.
     func drain(until deadline: ContinuousClock.Instant) async -> Bool {
         await drainSignal.wait(until: deadline)
+    }
+
+    /// Waits until every open connection has waited `idle` for its next request (see
+    /// ``Supervisor/waitUntilQuiet(idleFor:until:)``) or `deadline` passes.
+    func waitUntilQuiet(idleFor idle: Duration, until deadline: ContinuousClock.Instant) async -> Bool {
+        await supervisor.waitUntilQuiet(idleFor: idle, until: deadline)
     }
 
     /// Ends a drain in progress at once (a forced stop).

@@ -15,14 +15,18 @@ final class ListeningSocket: @unchecked Sendable {
     let fd: Int32
     let port: Int
     let family: Int32
-    /// Received through socket activation rather than bound here.
+    /// Received through socket activation and held by systemd too: never shut down here.
     let inherited: Bool
+    /// Passed by the process this one upgraded (see ``ProcessUpgrade``), which may still serve
+    /// on it for a while.
+    let fromPredecessor: Bool
 
-    private init(fd: Int32, port: Int, family: Int32, inherited: Bool = false) {
+    private init(fd: Int32, port: Int, family: Int32, inherited: Bool = false, fromPredecessor: Bool = false) {
         self.fd = fd
         self.port = port
         self.family = family
         self.inherited = inherited
+        self.fromPredecessor = fromPredecessor
     }
 
     /// Progress of a bind, for the lifecycle's port hooks.
@@ -44,12 +48,12 @@ final class ListeningSocket: @unchecked Sendable {
         observe: (BindAttempt) -> Void = { _ in }
     ) throws -> ListeningSocket {
         _ = System.ignoreSIGPIPE
-        if let fd = SocketActivation.take(for: config.name) {
+        if let inherited = SocketActivation.take(for: config.name) {
             let socket: ListeningSocket
             do {
-                socket = try adopt(fd, config)
+                socket = try adopt(inherited, config)
             } catch {
-                _ = Glibc.close(fd)
+                _ = Glibc.close(inherited.fd)
                 throw error
             }
             observe(.available(socket.port))
@@ -101,7 +105,8 @@ final class ListeningSocket: @unchecked Sendable {
     }
 
     /// Takes over a listening socket inherited through socket activation.
-    private static func adopt(_ fd: Int32, _ config: ServerConfig) throws -> ListeningSocket {
+    private static func adopt(_ inherited: SocketActivation.Inherited, _ config: ServerConfig) throws -> ListeningSocket {
+        let fd = inherited.fd
         func failure(_ what: String) -> ServerError {
             ServerError(
                 .bindFailed, server: config.name, host: config.host, portsTried: [],
@@ -116,7 +121,9 @@ final class ListeningSocket: @unchecked Sendable {
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         guard let (port, family) = localPort(fd) else { throw failure(System.errorText(errno)) }
-        return ListeningSocket(fd: fd, port: port, family: family, inherited: true)
+        return ListeningSocket(
+            fd: fd, port: port, family: family, inherited: inherited.sharedWithSystemd,
+            fromPredecessor: inherited.fromPredecessor)
     }
 
     /// A resolved address to bind, without its port.
@@ -226,13 +233,23 @@ final class ListeningSocket: @unchecked Sendable {
         return (port, family)
     }
 
+    /// A second descriptor for the same socket, for an engine that takes over from the one
+    /// using this one (a restart on the same address): connections waiting in the backlog are
+    /// accepted by whichever engine polls the socket.
+    func duplicate() throws(Failure) -> ListeningSocket {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw .system(operation: "dup", errno: errno) }
+        return ListeningSocket(fd: copy, port: port, family: family, inherited: inherited, fromPredecessor: fromPredecessor)
+    }
+
     /// Refuses new connections at once (pending ones in the backlog are reset) without closing
     /// the descriptor, which the engine may still hold.
     ///
     /// An inherited (socket-activated) socket is left listening: it is shared with systemd,
-    /// which keeps queueing connections for the next instance.
+    /// which keeps queueing connections for the next instance. So is one passed by an upgrade
+    /// while the process that passed it is still there (it may serve on it still).
     func stopListening() {
-        guard !inherited else { return }
+        guard !inherited, !(fromPredecessor && ProcessUpgrade.predecessorMayServe) else { return }
         _ = shutdown(fd, Int32(SHUT_RDWR))
     }
 

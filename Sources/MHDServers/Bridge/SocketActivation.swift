@@ -14,18 +14,22 @@ enum SocketActivation {
     struct Inherited {
         let fd: Int32
         let name: String?
+        /// systemd holds it too: it is never shut down here.
+        let sharedWithSystemd: Bool
+        /// Passed by the process this one upgraded (see ``ProcessUpgrade``).
+        let fromPredecessor: Bool
     }
 
     private static let pool = Locked<[Inherited]?>(nil)
 
     /// The inherited socket for the server called `name`, if there is one.
-    static func take(for name: String) -> Int32? {
-        pool.withLock { pool -> Int32? in
+    static func take(for name: String) -> Inherited? {
+        pool.withLock { pool -> Inherited? in
             var list = pool ?? readEnvironment()
             defer { pool = list }
             guard let index = list.firstIndex(where: { $0.name == name }) ?? list.firstIndex(where: { $0.name == nil })
             else { return nil }
-            return list.remove(at: index).fd
+            return list.remove(at: index)
         }
     }
 
@@ -39,10 +43,17 @@ enum SocketActivation {
             let count = environment("LISTEN_FDS").flatMap(Int.init), count > 0
         else { return [] }
         let names = environment("LISTEN_FDNAMES")?.split(separator: ":", omittingEmptySubsequences: false).map(String.init) ?? []
+        // Passed by an upgrade: only the sockets it names are systemd's too.
+        let fromPredecessor = ProcessUpgrade.predecessor != nil
+        let shared = ProcessUpgrade.sharedSocketNames()
         return (0..<count).map { index in
             let name = index < names.count ? names[index] : ""
             // systemd calls sockets without a FileDescriptorName "unknown".
-            return Inherited(fd: 3 + Int32(index), name: name.isEmpty || name == "unknown" ? nil : name)
+            let named = name.isEmpty || name == "unknown" ? nil : name
+            return Inherited(
+                fd: 3 + Int32(index), name: named,
+                sharedWithSystemd: fromPredecessor ? shared?.contains(name) ?? false : true,
+                fromPredecessor: fromPredecessor)
         }
     }
 

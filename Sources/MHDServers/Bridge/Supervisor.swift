@@ -31,17 +31,28 @@ final class Supervisor: Sendable {
         /// The supervisor, waiting for a connection to open.
         var idle: CheckedContinuation<Void, Never>?
         var stopped = false
+        /// A hand-over waiting for the connections to go quiet (see ``waitUntilQuiet(idleFor:until:)``).
+        var quiet: QuietWait?
+    }
+
+    private struct QuietWait {
+        let continuation: CheckedContinuation<Bool, Never>
+        /// How long every connection must have waited for a request.
+        let idleNanos: UInt64
     }
 
     private let table = Locked(Table())
     private let task = Locked<Task<Void, Never>?>(nil)
     private let suspended: SuspendedConnections
+    /// Requests in flight: a connection is quiet only while none is.
+    private let stats: ServerStats
     private let deadlineNanos: UInt64
     let interval: Duration
     private let logger: Logger
     private let name: String
 
-    init(headerTimeout: Duration, suspended: SuspendedConnections, logger: Logger, name: String) {
+    init(headerTimeout: Duration, suspended: SuspendedConnections, stats: ServerStats, logger: Logger, name: String) {
+        self.stats = stats
         let (seconds, attoseconds) = headerTimeout.components
         deadlineNanos = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
         interval = max(.milliseconds(10), min(.milliseconds(100), headerTimeout / 4))
@@ -58,12 +69,16 @@ final class Supervisor: Sendable {
     }
 
     func stop() {
-        let idle = table.withLock { table -> CheckedContinuation<Void, Never>? in
+        let (idle, quiet) = table.withLock { table -> (CheckedContinuation<Void, Never>?, QuietWait?) in
             table.stopped = true
-            defer { table.idle = nil }
-            return table.idle
+            defer {
+                table.idle = nil
+                table.quiet = nil
+            }
+            return (table.idle, table.quiet)
         }
         idle?.resume()
+        quiet?.continuation.resume(returning: true)
         task.withLock { $0 }?.cancel()
     }
 
@@ -77,10 +92,62 @@ final class Supervisor: Sendable {
     }
 
     func closed(_ state: ConnectionState) {
-        table.withLock {
-            $0.connections.removeValue(forKey: ObjectIdentifier(state))
-            $0.hungUp.removeValue(forKey: ObjectIdentifier(state))
+        let quiet = table.withLock { table -> QuietWait? in
+            table.connections.removeValue(forKey: ObjectIdentifier(state))
+            table.hungUp.removeValue(forKey: ObjectIdentifier(state))
+            return takeQuietWaiterIfQuiet(&table, now: Monotonic.nanoseconds())
         }
+        quiet?.continuation.resume(returning: true)
+    }
+
+    /// Waits until no request is in flight and every open connection has waited at least `idle`
+    /// for its next request (or none is open): true; false when `deadline` passes first.
+    ///
+    /// A server handing its socket over uses it after its in-flight requests finished: a client
+    /// that keeps its connection busy gets `Connection: close` on its next response and
+    /// reconnects to the successor, so closing the connections that are still open then cannot
+    /// cut off a request that was already on its way. Only connections idle that long are closed
+    /// with the engine (a client sending on one at that instant meets the same race as with any
+    /// idle timeout, and retries).
+    func waitUntilQuiet(idleFor idle: Duration, until deadline: ContinuousClock.Instant) async -> Bool {
+        let (seconds, attoseconds) = idle.components
+        let idleNanos = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let now = self.table.withLock { table -> Bool in
+                        if table.stopped { return true }
+                        table.quiet = QuietWait(continuation: continuation, idleNanos: idleNanos)
+                        return self.takeQuietWaiterIfQuiet(&table, now: Monotonic.nanoseconds()) != nil
+                    }
+                    if now { continuation.resume(returning: true) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                return false
+            }
+            let first = await group.next() ?? false
+            // Whichever ended first, the other ends now.
+            let waiter = table.withLock { table -> QuietWait? in
+                defer { table.quiet = nil }
+                return table.quiet
+            }
+            waiter?.continuation.resume(returning: false)
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// The quiet waiter, removed from the table, if the connections are quiet now.
+    private func takeQuietWaiterIfQuiet(_ table: inout Table, now: UInt64) -> QuietWait? {
+        guard let quiet = table.quiet, stats.inFlightNow == 0 else { return nil }
+        for state in table.connections.values {
+            let since = state.waitingSince.load(ordering: .relaxed)
+            guard since != 0, now >= since, now - since >= quiet.idleNanos else { return nil }
+        }
+        table.quiet = nil
+        return quiet
     }
 
     /// Connections open right now.
@@ -108,7 +175,7 @@ final class Supervisor: Sendable {
     }
 
     private func check() {
-        table.withLock { table in
+        let quiet = table.withLock { table -> QuietWait? in
             let now = Monotonic.nanoseconds()
             for state in table.connections.values {
                 let since = state.waitingSince.load(ordering: .relaxed)
@@ -119,7 +186,9 @@ final class Supervisor: Sendable {
                 }
             }
             closeForgottenHangUps(&table)
+            return takeQuietWaiterIfQuiet(&table, now: now)
         }
+        quiet?.continuation.resume(returning: true)
         cancelHandlersOfClientsThatHungUp()
     }
 

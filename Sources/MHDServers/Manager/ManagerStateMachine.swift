@@ -21,6 +21,12 @@ struct ManagerStateMachine<Group: Sendable>: Sendable {
     private(set) var state = State.idle(shutdownRequested: false)
     /// SIGTERM/SIGINT received so far: the first starts a graceful shutdown, the next stops now.
     private(set) var signalsReceived = 0
+    /// A binary upgrade is waiting for the new process to become ready (one at a time).
+    private(set) var upgrading = false
+    /// The drain leaves the listening sockets to a new process (an upgrade succeeded): they
+    /// stay open and listening, readiness probes keep answering 200, there is no drain delay,
+    /// and systemd is not told the service stops.
+    private(set) var handingOver = false
 
     // MARK: Starting
 
@@ -167,6 +173,50 @@ struct ManagerStateMachine<Group: Sendable>: Sendable {
     func addServer() -> AddAction {
         if case .running(let group) = state { return .add(group) }
         return .reject
+    }
+
+    /// Whether servers may be stopped, restarted or replaced now (only while running).
+    var acceptsRuntimeChanges: Bool {
+        if case .running = state { return true }
+        return false
+    }
+
+    // MARK: Binary upgrade
+
+    enum UpgradeAction: Equatable {
+        /// Start the new process.
+        case spawn
+        /// Not now, for this reason.
+        case reject(String)
+    }
+
+    mutating func beginUpgrade() -> UpgradeAction {
+        guard case .running = state else { return .reject("the manager is not running") }
+        guard !upgrading else { return .reject("an upgrade is already in progress") }
+        upgrading = true
+        return .spawn
+    }
+
+    /// The new process failed or never became ready: this one goes on serving.
+    mutating func upgradeFailed() {
+        upgrading = false
+    }
+
+    enum UpgradeReadyAction {
+        /// Drain and exit, leaving the sockets to the new process.
+        case handOver(Group)
+        /// A shutdown began while the new process started: stop the new process; the
+        /// shutdown goes on as it began.
+        case stopNewProcess
+    }
+
+    /// The new process reported ready.
+    mutating func upgradeSucceeded() -> UpgradeReadyAction {
+        upgrading = false
+        guard case .running(let group) = state else { return .stopNewProcess }
+        handingOver = true
+        state = .draining(group, forced: false)
+        return .handOver(group)
     }
 
     /// Whether a server that was added while running must join a shutdown that began meanwhile.

@@ -6,8 +6,9 @@ import Logging
 /// Hooks run in this order for each server: ``onPortCheck(_:context:)`` then either
 /// ``onPortUnavailable(_:reason:context:)`` (and the next port is checked) or
 /// ``onPortAvailable(_:context:)``; once *every* server of the manager is bound and serving,
-/// ``onStarted(_:context:)``; after its daemon has stopped, ``onShutdown(context:)`` (servers
-/// stop in reverse start order).
+/// ``onStarted(_:context:)`` (again after each restart, for the new server); after its daemon
+/// has stopped, ``onShutdown(context:)`` (servers stop in reverse start order). On SIGHUP or
+/// ``ServerManager/reload()``, ``onReload(context:)``.
 ///
 /// ```swift
 /// struct PublicAPI: ServerLifecycle {
@@ -37,7 +38,22 @@ public protocol ServerLifecycle: Sendable {
     func onStarted(_ address: BoundAddress, context: HTTPServerContext) async
 
     /// The server stopped: it accepts nothing more, and its daemon and port are released.
+    /// Runs once per server, when it stops for good (the manager's shutdown,
+    /// ``ServerManager/stopServer(named:)``, or a replacement by another lifecycle); not
+    /// after ``ServerManager/restartServer(named:)``.
     func onShutdown(context: HTTPServerContext) async
+
+    /// The manager was asked to reload (SIGHUP, or ``ServerManager/reload()``): read your own
+    /// configuration again. Runs after the manager has read the server's certificate files
+    /// again. An error is logged with the server's name; the other servers still reload. To
+    /// have routes registered anew, call ``ServerManager/restartServer(named:)`` from here.
+    ///
+    /// ```swift
+    /// func onReload(context: HTTPServerContext) async throws {
+    ///     try await featureFlags.load(from: "/etc/app/flags.json")
+    /// }
+    /// ```
+    func onReload(context: HTTPServerContext) async throws
 }
 
 extension ServerLifecycle {
@@ -69,4 +85,7 @@ extension ServerLifecycle {
     public func onShutdown(context: HTTPServerContext) async {
         context.logger.info("\(context.name) stopped", metadata: ["server": "\(context.name)"])
     }
+
+    /// Does nothing.
+    public func onReload(context: HTTPServerContext) async throws {}
 }

@@ -44,19 +44,33 @@ public final class ServerManager: Sendable {
     /// already answer 503 (time for a load balancer to notice). Default zero: stop at once.
     public let drainDelay: Duration
 
-    private typealias Machine = ManagerStateMachine<ServiceGroup>
+    typealias Machine = ManagerStateMachine<ServiceGroup>
 
-    private let state = Locked(Locals())
+    let state = Locked(Locals())
     /// Ports taken by this manager's servers; held while binding so overlapping ranges resolve
     /// deterministically.
     private let claimedPorts = Locked<Set<Int>>([])
     /// The drain runs once, whoever starts it first (the coordinator, or a server's own shutdown).
     private let drain = OnceTask()
 
+    /// One runtime change (stop, restart, replace, reload, upgrade) at a time.
+    let changes = SerialGate()
+
     /// The state machine, and what its transitions release.
-    private struct Locals {
+    struct Locals {
         var machine = Machine()
+        /// The current server of each name, in start order.
         var servers: [Managed] = []
+        /// Servers replaced by a restart or replacement, still draining.
+        var retiring: [Managed] = []
+        /// Each name's place in the service group.
+        var slots: [String: ServerSlot] = [:]
+        var reloadCallbacks: [@Sendable () async throws -> Void] = []
+        /// Duplicates of the side services' listening sockets (``bindListener(_:)``), for a
+        /// binary upgrade to pass on; closed when the drain begins.
+        var listenerCopies: [(name: String, socket: ListeningSocket)] = []
+        /// The binary upgrade waiting for its new process, if one is; a shutdown cancels it.
+        var upgradeWait: Task<ProcessUpgrade.Outcome, Never>?
         var shutdownCallbacks: [@Sendable () async -> Void] = []
         /// ``waitUntilStarted()`` callers.
         var started = Waiters<Void>()
@@ -74,6 +88,10 @@ public final class ServerManager: Sendable {
         let server: HTTPServer
         let context: HTTPServerContext
         let lifecycle: any ServerLifecycle
+        /// What it was made from, for a restart.
+        let definition: Server
+        /// 1 at first; one more for each restart or replacement.
+        let generation: Int
     }
 
     /// Creates a manager.
@@ -87,25 +105,36 @@ public final class ServerManager: Sendable {
     ///     the servers are ready (`READY=1`) and when the drain starts (`STOPPING=1`), with
     ///     `STATUS=` lines, and to send the watchdog's `WATCHDOG=1` when the unit sets
     ///     `WatchdogSec=` (default true; nothing is sent without `NOTIFY_SOCKET`).
+    ///   - handOverIdleTime: when a server hands its socket to a successor (a restart, a
+    ///     binary upgrade), how long a kept-alive connection must have been idle before the
+    ///     predecessor closes it (default 1 second; see ``restartServer(named:)``).
     ///
     /// ```swift
     /// let manager = ServerManager(logger: logger, shutdownTimeout: .seconds(25), drainDelay: .seconds(5))
     /// ```
     public convenience init(
         logger: Logger = Logger(label: "MHDServers"), shutdownTimeout: Duration = .seconds(10),
-        drainDelay: Duration = .zero, notifiesSystemd: Bool = true
+        drainDelay: Duration = .zero, notifiesSystemd: Bool = true, handOverIdleTime: Duration = .seconds(1)
     ) {
         self.init(
             logger: logger, shutdownTimeout: shutdownTimeout, drainDelay: drainDelay,
-            notifier: notifiesSystemd ? SystemdNotifier.fromEnvironment() : nil)
+            notifier: notifiesSystemd ? SystemdNotifier.fromEnvironment() : nil, handOverIdleTime: handOverIdleTime)
     }
 
-    init(logger: Logger, shutdownTimeout: Duration, drainDelay: Duration, notifier: SystemdNotifier?) {
+    init(
+        logger: Logger, shutdownTimeout: Duration, drainDelay: Duration, notifier: SystemdNotifier?,
+        handOverIdleTime: Duration = .seconds(1)
+    ) {
         self.logger = logger
         self.shutdownTimeout = shutdownTimeout
         self.drainDelay = drainDelay
         self.notifier = notifier
+        self.handOverIdleTime = handOverIdleTime
     }
+
+    /// When a server hands its socket to a successor, how long a kept-alive connection must
+    /// have been idle before the predecessor closes it.
+    public let handOverIdleTime: Duration
 
     /// Tells systemd about readiness and shutdown, when run by it with `Type=notify`.
     let notifier: SystemdNotifier?
@@ -123,6 +152,11 @@ public final class ServerManager: Sendable {
     ///   - signals: the signals that start a graceful shutdown (a second one stops at once);
     ///     trapped before anything binds. Pass `[]` when embedding or testing and call
     ///     ``shutdown()`` instead.
+    ///   - reloadSignals: the signals that call ``reload()`` (certificates read again,
+    ///     ``ServerLifecycle/onReload(context:)`` hooks). Pass `[]` to leave SIGHUP alone.
+    ///   - upgradeSignals: the signals that call ``upgrade(executable:arguments:readyTimeout:)``
+    ///     with its defaults (a new copy of this executable takes the sockets over). Pass `[]`
+    ///     to leave SIGUSR2 alone.
     /// - Throws: ``ServerError`` if a server cannot start (nothing is left bound), or the error
     ///   of a service that failed.
     ///
@@ -131,7 +165,8 @@ public final class ServerManager: Sendable {
     /// ```
     public func runAll(
         _ servers: [Server], alongside services: [any Service] = [],
-        signals: [UnixSignal] = [.sigterm, .sigint]
+        signals: [UnixSignal] = [.sigterm, .sigint], reloadSignals: [UnixSignal] = [.sighup],
+        upgradeSignals: [UnixSignal] = [.sigusr2]
     ) async throws {
         // A manager runs once; a second call must not disturb the first.
         switch state.withLock({ $0.machine.runAll() }) {
@@ -145,8 +180,11 @@ public final class ServerManager: Sendable {
         case .start:
             break
         }
+        // Started by a binary upgrade: the predecessor's sockets and readiness pipe are taken
+        // before anything binds.
+        ProcessUpgrade.takePredecessorChannel()
         // Signals first: from here on SIGTERM/SIGINT start a shutdown instead of ending the process.
-        let signalHandler = await trap(signals)
+        let signalHandler = await trap(signals, reload: reloadSignals, upgrade: upgradeSignals)
         defer { signalHandler?.cancel() }
         logger.info("starting \(servers.count) servers", metadata: ["signals": "\(signals)"])
         notifier?.status("starting \(servers.count) servers")
@@ -154,7 +192,7 @@ public final class ServerManager: Sendable {
 
         let managed: [Managed]
         do {
-            managed = try prepare(servers)
+            managed = try register(servers.map { makeManaged($0, generation: 1) })
             reserveDescriptors(for: managed.map(\.server.config))
             guard state.withLock({ $0.machine.shouldBind() }) else {
                 logger.info("shutdown requested during start-up; nothing was bound")
@@ -201,7 +239,7 @@ public final class ServerManager: Sendable {
                 service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
                 failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: $0.name)
         }
-        configurations += managed.map(Self.configuration)
+        configurations += managed.map(slotConfiguration)
         configurations.append(.init(service: ShutdownCoordinator(manager: self), successTerminationBehavior: .ignore))
         // Signals are this manager's (trapped above), not the group's.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: configurations, logger: logger))
@@ -268,8 +306,10 @@ public final class ServerManager: Sendable {
         return nil
     }
 
-    /// `READY=1` for systemd, with where every server listens.
+    /// `READY=1` for systemd, with where every server listens (and for the process this one
+    /// upgraded, if any).
     private func notifyReady(_ managed: [Managed]) {
+        ProcessUpgrade.reportReady()
         guard let notifier else { return }
         let addresses = managed.compactMap { entry in entry.server.address.map { "\(entry.server.config.name) \($0.url)" } }
         notifier.ready(status: "serving: " + addresses.joined(separator: ", "))
@@ -296,7 +336,7 @@ public final class ServerManager: Sendable {
                 .invalidConfiguration, server: server.config.name, host: server.config.host, portsTried: [],
                 message: "the manager is not running")
         }
-        let entry = try prepare([server])[0]
+        let entry = try register([makeManaged(server, generation: 1)])[0]
         do {
             try bindAll([entry])
             try entry.server.start()
@@ -309,7 +349,7 @@ public final class ServerManager: Sendable {
         }
         let address = entry.server.address!
         await entry.lifecycle.onStarted(address, context: entry.context)
-        await group.addServiceUnlessShutdown(Self.configuration(entry))
+        await group.addServiceUnlessShutdown(slotConfiguration(entry))
         if state.withLock({ $0.machine.isShuttingDownOrFinished }) {
             // Shutdown began meanwhile; the group may not have taken the server.
             entry.server.forceStop()
@@ -348,10 +388,13 @@ public final class ServerManager: Sendable {
     /// for server in manager.servers { print(server.name, server.address?.url ?? "-", server.stats.inFlight) }
     /// ```
     public var servers: [ServerInfo] {
-        state.withLock { $0.servers }.map { entry in
-            ServerInfo(
-                name: entry.server.config.name, config: entry.server.config, address: entry.server.address,
-                stats: entry.server.stats.snapshot())
+        let (current, retiring) = state.withLock { ($0.servers, $0.retiring) }
+        return current.map { entry in
+            let name = entry.server.config.name
+            return ServerInfo(
+                name: name, config: entry.server.config, address: entry.server.address,
+                stats: entry.server.stats.snapshot(), state: entry.server.state, generation: entry.generation,
+                draining: retiring.count { $0.server.config.name == name })
         }
     }
 
@@ -372,13 +415,33 @@ public final class ServerManager: Sendable {
 
     // MARK: Signals
 
-    /// Traps `signals` (awaiting their registration) and handles each as it comes.
-    private func trap(_ signals: [UnixSignal]) async -> Task<Void, Never>? {
-        guard !signals.isEmpty else { return nil }
-        let sequence = await UnixSignalsSequence(trapping: signals)
+    /// Traps the signals (awaiting their registration) and handles each as it comes: shutdown
+    /// signals in order, each reload or upgrade in a task of its own.
+    private func trap(
+        _ signals: [UnixSignal], reload: [UnixSignal], upgrade: [UnixSignal]
+    ) async -> Task<Void, Never>? {
+        let all = signals + reload + upgrade
+        guard !all.isEmpty else { return nil }
+        let sequence = await UnixSignalsSequence(trapping: all)
         return Task { [weak self] in
             for await signal in sequence {
                 guard let self else { return }
+                if reload.contains(signal) && !signals.contains(signal) {
+                    logger.info("\(signal): reloading")
+                    Task { await self.reload() }
+                    continue
+                }
+                if upgrade.contains(signal) && !signals.contains(signal) {
+                    logger.info("\(signal): upgrading to a new process of this executable")
+                    Task {
+                        do {
+                            try await self.upgrade()
+                        } catch {
+                            self.logger.error("\(error)")
+                        }
+                    }
+                    continue
+                }
                 let forced = state.withLock { $0.machine.signalsReceived } >= 1
                 if forced {
                     logger.warning("second \(signal): stopping now without waiting for in-flight requests")
@@ -406,33 +469,36 @@ public final class ServerManager: Sendable {
 
     // MARK: Internals
 
-    private func prepare(_ servers: [Server]) throws -> [Managed] {
-        let managed = servers.map { server -> Managed in
-            let context = HTTPServerContext(config: server.config, logger: logger, manager: self)
-            var router = Router()
-            server.lifecycle.registerRoutes(on: &router, context: context)
-            let lifecycle = server.lifecycle
-            let events = ServerEvents(
-                bindAttempt: { attempt in
-                    switch attempt {
-                    case .checking(let port): lifecycle.onPortCheck(port, context: context)
-                    case .unavailable(let port, let reason): lifecycle.onPortUnavailable(port, reason: reason, context: context)
-                    case .available(let port): lifecycle.onPortAvailable(port, context: context)
-                    }
-                },
-                started: { address in await lifecycle.onStarted(address, context: context) },
-                // A server's own shutdown starts the manager-wide drain first, so all servers
-                // stop accepting together even when the group reaches a runtime-added server
-                // before the coordinator.
-                shuttingDown: { [weak self] in await self?.beginDrain() },
-                stopsAcceptingThroughManager: true,
-                stopped: { await lifecycle.onShutdown(context: context) })
-            let http = HTTPServer(
-                config: server.config, responder: .router(router), logger: context.logger,
-                shutdownTimeout: shutdownTimeout, events: events)
-            context.attach(http)
-            return Managed(server: http, context: context, lifecycle: lifecycle)
-        }
+    /// Builds a server (context, routes, engine configuration) without binding it.
+    func makeManaged(_ server: Server, generation: Int) -> Managed {
+        let context = HTTPServerContext(config: server.config, logger: logger, manager: self)
+        var router = Router()
+        server.lifecycle.registerRoutes(on: &router, context: context)
+        let lifecycle = server.lifecycle
+        let events = ServerEvents(
+            bindAttempt: { attempt in
+                switch attempt {
+                case .checking(let port): lifecycle.onPortCheck(port, context: context)
+                case .unavailable(let port, let reason): lifecycle.onPortUnavailable(port, reason: reason, context: context)
+                case .available(let port): lifecycle.onPortAvailable(port, context: context)
+                }
+            },
+            started: { address in await lifecycle.onStarted(address, context: context) },
+            // A server's own shutdown starts the manager-wide drain first, so all servers
+            // stop accepting together even when the group reaches a runtime-added server
+            // before the coordinator.
+            shuttingDown: { [weak self] in await self?.beginDrain() },
+            stopsAcceptingThroughManager: true,
+            stopped: { await lifecycle.onShutdown(context: context) })
+        let http = HTTPServer(
+            config: server.config, responder: .router(router), logger: context.logger,
+            shutdownTimeout: shutdownTimeout, events: events)
+        context.attach(http)
+        return Managed(server: http, context: context, lifecycle: lifecycle, definition: server, generation: generation)
+    }
+
+    /// Adds servers to the manager's list, refusing a name already used.
+    private func register(_ managed: [Managed]) throws -> [Managed] {
         try state.withLock { state in
             var names = Set(state.servers.map(\.server.config.name))
             for entry in managed where !names.insert(entry.server.config.name).inserted {
@@ -446,7 +512,7 @@ public final class ServerManager: Sendable {
     }
 
     /// Binds in order; on failure releases whatever this call bound and rethrows.
-    private func bindAll(_ managed: [Managed]) throws {
+    func bindAll(_ managed: [Managed]) throws {
         var ports: [Int] = []
         do {
             for entry in managed {
@@ -490,10 +556,33 @@ public final class ServerManager: Sendable {
         }
     }
 
-    private static func configuration(_ entry: Managed) -> ServiceGroupConfiguration.ServiceConfiguration {
-        .init(
-            service: entry.server, successTerminationBehavior: .gracefullyShutdownGroup,
-            failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "http:\(entry.server.config.name)")
+    /// The server's slot in the group (made now). A slot that ends because its server was
+    /// stopped alone does not end the group.
+    private func slotConfiguration(_ entry: Managed) -> ServiceGroupConfiguration.ServiceConfiguration {
+        let name = entry.server.config.name
+        let slot = ServerSlot(name: name, manager: self)
+        state.withLock { $0.slots[name] = slot }
+        return .init(
+            service: slot, successTerminationBehavior: .ignore,
+            failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "http:\(name)")
+    }
+
+    /// The group reached the server's slot: stop accepting with the others (the manager's
+    /// drain), then drain and stop the server current now and any predecessor still draining.
+    /// Cancelled: stop at once.
+    func shutDownServer(named name: String, cancelled: Bool) async {
+        if cancelled {
+            for entry in state.withLock({ $0.servers + $0.retiring }) where entry.server.config.name == name {
+                entry.server.forceStop()
+            }
+        } else {
+            await beginDrain()
+        }
+        // No restart swaps servers once the drain has begun.
+        let entries = state.withLock { locals in
+            (locals.servers + locals.retiring).filter { $0.server.config.name == name }
+        }
+        for entry in entries { await entry.server.finishShutdown() }
     }
 
     private func failStart(with error: any Error) {
@@ -512,15 +601,28 @@ public final class ServerManager: Sendable {
     }
 
     private func performDrain() async {
-        let (servers, forced, readinessWait) = state.withLock {
-            ($0.servers, $0.machine.drainBegan(), $0.readinessWait)
+        let (servers, forced, readinessWait, handingOver, upgradeWait, copies) = state.withLock { locals in
+            defer { locals.listenerCopies = [] }
+            return (
+                locals.servers + locals.retiring, locals.machine.drainBegan(), locals.readinessWait,
+                locals.machine.handingOver, locals.upgradeWait, locals.listenerCopies.map(\.socket)
+            )
         }
         readinessWait?.cancel()
-        for entry in servers { entry.server.withdrawReadiness() }
-        notifier?.stopping(status: drainDelay > .zero && !forced
-            ? "shutting down: not ready, still accepting for \(drainDelay)" : "shutting down: draining")
+        // An upgrade still waiting for its new process is abandoned (the process is stopped).
+        upgradeWait?.cancel()
+        // Side services close their own sockets; the copies kept for an upgrade must not hold them open.
+        for socket in copies { socket.close() }
+        if handingOver {
+            // A new process serves on the same sockets: this one is not "not ready", it leaves.
+            notifier?.status("handing over to the new process; draining")
+        } else {
+            for entry in servers { entry.server.withdrawReadiness() }
+            notifier?.stopping(status: drainDelay > .zero && !forced
+                ? "shutting down: not ready, still accepting for \(drainDelay)" : "shutting down: draining")
+        }
         for service in state.withLock({ $0.sideServices }).compactMap(\.readiness) { await service.readinessWithdrawn() }
-        if drainDelay > .zero && !forced {
+        if drainDelay > .zero && !forced && !handingOver {
             logger.info("shutting down: not ready; still accepting for \(drainDelay)")
             let delay = Task<Void, Never> { try? await Task.sleep(for: drainDelay) }
             let cancelled = state.withLock { locals -> Bool in
@@ -536,10 +638,14 @@ public final class ServerManager: Sendable {
         ])
         let (current, runners) = state.withLock { locals in
             locals.drainDeadline = deadline
-            return (locals.servers, locals.sideServices)
+            return (locals.servers + locals.retiring, locals.sideServices)
         }
-        if drainDelay > .zero && !forced { notifier?.status("shutting down: draining, deadline in \(shutdownTimeout)") }
-        for entry in current { entry.server.stopAccepting(deadline: deadline) }
+        if drainDelay > .zero && !forced && !handingOver {
+            notifier?.status("shutting down: draining, deadline in \(shutdownTimeout)")
+        }
+        for entry in current {
+            entry.server.stopAccepting(deadline: deadline, handOverIdleTime: handingOver ? handOverIdleTime : nil)
+        }
         // Side services that stop with the drain are asked now, by the same deadline.
         for runner in runners where runner.stopOrder == .withTheDrain { await runner.shutDown(by: deadline) }
     }
@@ -547,7 +653,7 @@ public final class ServerManager: Sendable {
     /// Ends the drain (and the drain delay) at once for every server, and cancels every side
     /// service.
     private func forceStopServers() {
-        let (servers, delay, runners) = state.withLock { ($0.servers, $0.drainDelay, $0.sideServices) }
+        let (servers, delay, runners) = state.withLock { ($0.servers + $0.retiring, $0.drainDelay, $0.sideServices) }
         delay?.cancel()
         for entry in servers { entry.server.forceStop() }
         for runner in runners { runner.cancel() }
@@ -555,10 +661,15 @@ public final class ServerManager: Sendable {
 
     private func finishRun() async {
         // Servers the group never ran (for example when it was cancelled early) still need stopping.
-        for entry in state.withLock({ $0.servers }).reversed() where entry.server.address != nil {
+        for entry in state.withLock({ $0.servers + $0.retiring }).reversed() where entry.server.address != nil {
             entry.server.forceStop()
             await entry.server.finishShutdown()
         }
+        let (copies, handedOver) = state.withLock { locals in
+            defer { locals.listenerCopies = [] }
+            return (locals.listenerCopies.map(\.socket), locals.machine.handingOver)
+        }
+        for socket in copies { socket.close() }
         let (callbacks, waiters) = state.withLock { locals -> ([@Sendable () async -> Void], Waiters<Void>.Resumption) in
             locals.machine.finished()
             defer { locals.shutdownCallbacks = [] }
@@ -568,6 +679,7 @@ public final class ServerManager: Sendable {
         for callback in callbacks.reversed() { await callback() }
         claimedPorts.withLock { $0 = [] }
         notifier?.stopWatchdog()
-        notifier?.status("stopped")
+        // After an upgrade systemd follows the new process; this one says nothing more.
+        if !handedOver { notifier?.status("stopped") }
     }
 }

@@ -59,6 +59,11 @@ extension ServerManager {
     /// this manager's servers use (and claiming the one it binds), for a side service that
     /// accepts its own connections. Logs like a server does when a port is busy.
     ///
+    /// The manager keeps a duplicate of the socket, so that a binary upgrade
+    /// (``upgrade(executable:arguments:readyTimeout:)``) can pass it to the new process under the
+    /// configuration's name; the duplicate is closed when the drain begins or the listener is
+    /// closed.
+    ///
     /// - Throws: ``ServerError`` naming the configuration's name, host and every port tried
     ///   when none is free, or when the host cannot be bound.
     ///
@@ -70,8 +75,16 @@ extension ServerManager {
         return try claimingPort { claimed in
             let socket = try ListeningSocket.bind(config, excluding: claimed, observe: events.bindAttempt)
             let port = socket.port
+            // A copy for a binary upgrade to pass on (the service owns the original); closed
+            // when the drain begins, as the service closes its own, or with the listener.
+            let copy = try? socket.duplicate()
+            if let copy { state.withLock { $0.listenerCopies.append((config.name, copy)) } }
             let listener = BoundListener(socket: socket, config: config) { [weak self] in
                 self?.releasePortClaim(port)
+                if let copy {
+                    self?.state.withLock { $0.listenerCopies.removeAll { $0.socket === copy } }
+                    copy.close()
+                }
             }
             logger.info("\(config.name) listening on \(listener.address.url)", metadata: [
                 "server": "\(config.name)", "port": "\(port)",

@@ -28,7 +28,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     let logger: Logger
     let events: ServerEvents
     private let responder: Engine.Responder
-    private let state = Locked(Locals())
+    private let lock = Locked(Locals())
     private let shutdown = OnceTask()
 
     private typealias Machine = ServerStateMachine<ListeningSocket, Engine>
@@ -42,6 +42,8 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         var runWaiter: CheckedContinuation<Void, Never>?
         /// The readiness probe answers 503 until the manager's side services are ready.
         var readinessPending = false
+        /// How long open connections must have been idle before a hand-over closes them.
+        var handOverIdleTime = Duration.seconds(1)
     }
 
     /// Creates a server that answers with `router`.
@@ -93,7 +95,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     public var description: String { "HTTPServer(\(config.name))" }
 
     /// The bound address once the server listens, else `nil`.
-    public var address: BoundAddress? { state.withLock { $0.machine.address } }
+    public var address: BoundAddress? { lock.withLock { $0.machine.address } }
 
     /// Waits until the server listens and returns where; throws the start error if it failed.
     ///
@@ -104,19 +106,26 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// ```
     public func listeningAddress() async throws -> BoundAddress {
         try await withCheckedThrowingContinuation { continuation in
-            let ready = state.withLock { $0.listening.add(continuation) }
+            let ready = lock.withLock { $0.listening.add(continuation) }
             if let ready { continuation.resume(with: ready) }
         }
     }
 
     /// Whether a shutdown has begun (the readiness probe answers 503).
-    public var isShuttingDown: Bool { state.withLock { $0.machine.isShuttingDown } }
+    public var isShuttingDown: Bool { lock.withLock { $0.machine.isShuttingDown } }
+
+    /// Where the server is in its life: starting, running, draining, stopped or failed.
+    ///
+    /// ```swift
+    /// if server.state == .running { print("serving on", server.address!.url) }
+    /// ```
+    public var state: ServerInfo.State { lock.withLock { $0.machine.phase } }
 
     /// Whether the shutdown is waiting for in-flight requests to finish right now.
-    var isWaitingForInFlightRequests: Bool { state.withLock { $0.machine.engine }?.drainSignal.isWaiting ?? false }
+    var isWaitingForInFlightRequests: Bool { lock.withLock { $0.machine.engine }?.drainSignal.isWaiting ?? false }
 
     /// Connections the engine holds open right now (0 when not running).
-    var openConnections: Int { state.withLock { $0.machine.engine }?.openConnections ?? 0 }
+    var openConnections: Int { lock.withLock { $0.machine.engine }?.openConnections ?? 0 }
 
     // MARK: Service
 
@@ -127,8 +136,8 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// ```
     public func run() async throws {
         // Already stopped (by its manager, before the group got to run it): nothing to do.
-        if state.withLock({ $0.machine.isStopped }) { return }
-        if state.withLock({ $0.machine.address == nil }) { reserveDescriptors() }
+        if lock.withLock({ $0.machine.isStopped }) { return }
+        if lock.withLock({ $0.machine.address == nil }) { reserveDescriptors() }
         do {
             let address = try bind()
             if try start() { await events.started(address) }
@@ -168,7 +177,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// Binds the listening socket (idempotent), skipping `excluded` ports.
     @discardableResult
     func bind(excluding excluded: Set<Int> = []) throws -> BoundAddress {
-        switch state.withLock({ $0.machine.bindAction() }) {
+        switch lock.withLock({ $0.machine.bindAction() }) {
         case .alreadyBound(let address):
             return address
         case .refuse:
@@ -180,7 +189,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         }
         let socket = try ListeningSocket.bind(config, excluding: excluded, observe: events.bindAttempt)
         let address = BoundAddress(host: config.host, port: socket.port, scheme: config.tls == nil ? "http" : "https")
-        if case .close(let socket) = state.withLock({ $0.machine.bound(socket, at: address) }) {
+        if case .close(let socket) = lock.withLock({ $0.machine.bound(socket, at: address) }) {
             socket.close()
             throw CancellationError()
         }
@@ -191,15 +200,15 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// callers. Returns whether this call started it.
     @discardableResult
     func start() throws -> Bool {
-        guard case .start(let socket, _) = state.withLock({ $0.machine.startAction() }) else {
-            if state.withLock({ $0.machine.engine != nil }) { return false }
+        guard case .start(let socket, _) = lock.withLock({ $0.machine.startAction() }) else {
+            if lock.withLock({ $0.machine.engine != nil }) { return false }
             throw CancellationError()
         }
         let engine = Engine(config: config, socket: socket, responder: responder, logger: logger, stats: stats)
         // Held before the engine answers its first probe.
-        engine.readinessPending.store(state.withLock { $0.readinessPending }, ordering: .relaxed)
+        engine.readinessPending.store(lock.withLock { $0.readinessPending }, ordering: .relaxed)
         try engine.start()
-        let (action, waiters) = state.withLock { locals -> (Machine.EngineStartedAction, Waiters<BoundAddress>.Resumption?) in
+        let (action, waiters) = lock.withLock { locals -> (Machine.EngineStartedAction, Waiters<BoundAddress>.Resumption?) in
             let action = locals.machine.engineStarted(engine)
             guard case .started(let started) = action else { return (action, nil) }
             return (action, locals.listening.settle(.success(started.address)))
@@ -211,16 +220,43 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         case .started(let started):
             // Started while a shutdown was already under way (a late runtime add): join it.
             if started.withdrawReadiness { engine.withdrawReadiness() }
-            if started.stopAccepting { engine.stopAccepting() }
+            if started.stopAccepting { engine.stopAccepting(handingOver: started.handingOver) }
         }
         waiters?.resume()
         return true
     }
 
+    /// Takes `socket` (a duplicate of a predecessor's listening socket) instead of binding
+    /// one: the server starts on the same address while the predecessor still serves.
+    func adopt(_ socket: ListeningSocket) throws -> BoundAddress {
+        let address = BoundAddress(host: config.host, port: socket.port, scheme: config.tls == nil ? "http" : "https")
+        if case .close(let socket) = lock.withLock({ $0.machine.bound(socket, at: address) }) {
+            socket.close()
+            throw CancellationError()
+        }
+        return address
+    }
+
+    /// The listening socket while bound or serving (a binary upgrade passes it on).
+    var listeningSocket: ListeningSocket? { lock.withLock { $0.machine.socket } }
+
+    /// A duplicate of the listening socket, for a successor on the same address; `nil` unless
+    /// the server is bound or running.
+    func duplicateSocket() throws -> ListeningSocket? {
+        guard let socket = lock.withLock({ $0.machine.socket }) else { return nil }
+        do {
+            return try socket.duplicate()
+        } catch {
+            throw ServerError(
+                .startFailed, server: config.name, host: config.host, portsTried: [socket.port],
+                message: "cannot duplicate the listening socket: \(error)")
+        }
+    }
+
     /// Releases the socket of a server that was bound but never started (startup rollback), and
     /// fails ``listeningAddress()`` callers with `error`.
     func fail(_ error: any Error) {
-        let (action, waiters) = state.withLock { locals in
+        let (action, waiters) = lock.withLock { locals in
             (locals.machine.failed(error), locals.listening.settle(.failure(error)))
         }
         if case .close(let socket?) = action { socket.close() }
@@ -230,22 +266,29 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// Stops accepting new connections now and sets the drain deadline (idempotent; the first
     /// deadline wins). `run()` keeps going until its own graceful shutdown, then drains against it.
     ///
-    /// - Parameter deadline: when in-flight requests are cancelled; default now + ``shutdownTimeout``.
-    func stopAccepting(deadline: ContinuousClock.Instant? = nil) {
+    /// - Parameters:
+    ///   - deadline: when in-flight requests are cancelled; default now + ``shutdownTimeout``.
+    ///   - handOverIdleTime: when set, a successor accepts on the same socket: it stays
+    ///     listening, and the drain also waits (by the same deadline) until every open
+    ///     connection has been idle this long.
+    func stopAccepting(deadline: ContinuousClock.Instant? = nil, handOverIdleTime: Duration? = nil) {
         let deadline = deadline ?? ContinuousClock.now.advanced(by: shutdownTimeout)
-        perform(state.withLock { $0.machine.stopAccepting(deadline: deadline) })
+        perform(lock.withLock { locals in
+            if let handOverIdleTime { locals.handOverIdleTime = handOverIdleTime }
+            return locals.machine.stopAccepting(deadline: deadline, handingOver: handOverIdleTime != nil)
+        })
     }
 
     /// Makes the readiness probe answer 503 while the server still accepts (the first step of
     /// a shutdown with a drain delay).
     func withdrawReadiness() {
-        perform(state.withLock { $0.machine.withdrawReadiness() })
+        perform(lock.withLock { $0.machine.withdrawReadiness() })
     }
 
     /// Makes the readiness probe answer 503 (`pending`) or not until the manager's side services
     /// are ready; set before the start, it holds from the first request on.
     func holdReadiness(_ pending: Bool) {
-        let engine = state.withLock { locals -> Engine? in
+        let engine = lock.withLock { locals -> Engine? in
             locals.readinessPending = pending
             return locals.machine.engine
         }
@@ -255,14 +298,14 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     /// Ends any drain at once: in-flight handlers are cancelled when the server stops. Used on
     /// a second signal (the server still stops in its turn), on cancellation and for rollback.
     func forceStop() {
-        perform(state.withLock { $0.machine.forceStop() })
+        perform(lock.withLock { $0.machine.forceStop() })
     }
 
     /// Asks `run()` to go on to the drain; a standalone server stops accepting now (a managed one
     /// when its manager says so, after the drain delay). Idempotent.
     func requestShutdown() {
         if !events.stopsAcceptingThroughManager { stopAccepting() }
-        let waiter = state.withLock { locals -> CheckedContinuation<Void, Never>? in
+        let waiter = lock.withLock { locals -> CheckedContinuation<Void, Never>? in
             guard locals.machine.requestShutdown() else { return nil }
             defer { locals.runWaiter = nil }
             return locals.runWaiter
@@ -274,7 +317,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         switch action {
         case .none: break
         case .withdrawReadiness(let engine): engine.withdrawReadiness()
-        case .stopAccepting(let engine): engine.stopAccepting()
+        case .stopAccepting(let engine, let handingOver): engine.stopAccepting(handingOver: handingOver)
         case .stopAcceptingAndInterruptDrain(let engine):
             engine.stopAccepting()
             engine.interruptDrain()
@@ -283,7 +326,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
 
     private func waitForShutdownRequest() async {
         await withCheckedContinuation { continuation in
-            let now = state.withLock { locals -> Bool in
+            let now = lock.withLock { locals -> Bool in
                 if locals.machine.shutdownRequested { return true }
                 locals.runWaiter = continuation
                 return false
@@ -294,18 +337,34 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
 
     /// Drains up to the deadline, stops the engine, releases the port and reports the server
     /// stopped, once; concurrent and later callers wait for that one shutdown.
-    func finishShutdown() async {
-        await shutdown.run { await self.performShutdown() }
+    ///
+    /// - Parameter reportsStopped: whether the stop is reported to the lifecycle (not when a
+    ///   restart replaced this server by a new one of the same lifecycle). The first caller's
+    ///   choice holds.
+    func finishShutdown(reportsStopped: Bool = true) async {
+        await shutdown.run { await self.performShutdown(reportsStopped: reportsStopped) }
     }
 
-    private func performShutdown() async {
-        let drain = state.withLock {
+    private func performShutdown(reportsStopped: Bool) async {
+        let drain = lock.withLock {
             $0.machine.beginDrain(defaultDeadline: ContinuousClock.now.advanced(by: shutdownTimeout))
         }
-        if case .drain(let engine, let deadline, let forced) = drain {
-            engine.stopAccepting()
+        if case .drain(let engine, let deadline, let forced, let handingOver) = drain {
+            engine.stopAccepting(handingOver: handingOver)
             let inFlight = stats.inFlight
-            let drained = forced ? stats.inFlight == 0 : await engine.drain(until: deadline)
+            var drained = forced ? stats.inFlight == 0 : await engine.drain(until: deadline)
+            if drained && handingOver && !forced {
+                // Clients that keep their connections busy get `Connection: close` on their next
+                // response and reconnect to the successor; wait for that before closing the rest.
+                let idle = lock.withLock { $0.handOverIdleTime }
+                if !(await engine.waitUntilQuiet(idleFor: idle, until: deadline)) {
+                    logger.debug(
+                        "\(config.name): connections still busy at the hand-over deadline",
+                        metadata: ["server": "\(config.name)", "open": "\(engine.openConnections)"])
+                }
+                // A request that began on a kept-alive connection meanwhile is cancelled below.
+                drained = stats.inFlightNow == 0
+            }
             if !drained {
                 logger.warning(
                     "\(config.name): cancelling requests still in flight at shutdown",
@@ -316,7 +375,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
             logger.debug(
                 "\(config.name) engine stopping", metadata: ["server": "\(config.name)", "drained": "\(inFlight)"])
         }
-        let (stop, waiters) = state.withLock { locals in
+        let (stop, waiters) = lock.withLock { locals in
             (locals.machine.stopped(), locals.listening.settle(.failure(CancellationError())))
         }
         waiters.resume()
@@ -328,7 +387,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
             socket.close()
         case .stop(let engine, _):
             engine.stop()
-            await events.stopped()
+            if reportsStopped { await events.stopped() }
         }
     }
 }

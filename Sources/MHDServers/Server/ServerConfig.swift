@@ -79,6 +79,12 @@ public struct ServerConfig: Sendable, Hashable {
         /// The private key, PEM encoded. Never printed by ``description``.
         public var privateKeyPEM: String
 
+        /// The file the certificate was read from (``files(certificate:privateKey:)``): a
+        /// reload (SIGHUP, ``ServerManager/reload()``) reads it again.
+        public private(set) var certificateFile: String?
+        /// The file the private key was read from.
+        public private(set) var privateKeyFile: String?
+
         /// Uses PEM text already in memory.
         public init(certificatePEM: String, privateKeyPEM: String) {
             self.certificatePEM = certificatePEM
@@ -86,9 +92,19 @@ public struct ServerConfig: Sendable, Hashable {
         }
 
         /// Reads the certificate and key from PEM files; a missing or unreadable file throws an
-        /// error naming it.
+        /// error naming it. A server configured this way picks up new files on SIGHUP or
+        /// ``ServerManager/reload()`` without refusing a connection.
         public static func files(certificate: String, privateKey: String) throws -> TLS {
-            TLS(certificatePEM: try System.readFile(certificate), privateKeyPEM: try System.readFile(privateKey))
+            var tls = TLS(certificatePEM: try System.readFile(certificate), privateKeyPEM: try System.readFile(privateKey))
+            tls.certificateFile = certificate
+            tls.privateKeyFile = privateKey
+            return tls
+        }
+
+        /// The same files read again, or `nil` when this material did not come from files.
+        func reread() throws -> TLS? {
+            guard let certificateFile, let privateKeyFile else { return nil }
+            return try .files(certificate: certificateFile, privateKey: privateKeyFile)
         }
 
         public var description: String { "TLS(certificate: \(certificatePEM.utf8.count) bytes, key: redacted)" }

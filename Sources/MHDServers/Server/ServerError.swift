@@ -1,4 +1,5 @@
-/// Why a server could not start.
+/// Why a server could not start, or why a change to a running one (a stop, restart,
+/// replacement or upgrade) was refused or failed.
 ///
 /// ```swift
 /// do {
@@ -10,7 +11,7 @@
 public struct ServerError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Value: String { case portsUnavailable, bindFailed, invalidHost, startFailed, invalidConfiguration }
+        enum Value: String { case portsUnavailable, bindFailed, invalidHost, startFailed, invalidConfiguration, unknownServer, upgradeFailed }
         let value: Value
 
         /// Every candidate port was already in use.
@@ -23,6 +24,11 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
         public static let startFailed = Code(value: .startFailed)
         /// The configuration is inconsistent (for example a duplicate server name).
         public static let invalidConfiguration = Code(value: .invalidConfiguration)
+        /// No running server of the manager has the name given to a runtime change.
+        public static let unknownServer = Code(value: .unknownServer)
+        /// A binary upgrade failed: the new process could not start or did not become ready
+        /// (this process goes on serving).
+        public static let upgradeFailed = Code(value: .upgradeFailed)
 
         public var description: String { value.rawValue }
     }

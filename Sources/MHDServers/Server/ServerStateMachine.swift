@@ -33,6 +33,10 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         var forced = false
         /// A graceful shutdown was asked for: `run()` may go on to drain and stop.
         var shutdownRequested = false
+        /// Another engine takes over the listening socket (a restart, a binary upgrade): it is
+        /// left listening when this one stops accepting, and the drain also waits for open
+        /// connections to go quiet.
+        var handingOver = false
     }
 
     struct Running: Sendable {
@@ -98,6 +102,7 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         var address: BoundAddress
         var withdrawReadiness: Bool
         var stopAccepting: Bool
+        var handingOver: Bool
     }
 
     enum EngineStartedAction {
@@ -119,7 +124,7 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         return .started(
             StartedAction(
                 address: address, withdrawReadiness: requests.readinessWithdrawn,
-                stopAccepting: requests.drainDeadline != nil || requests.forced))
+                stopAccepting: requests.drainDeadline != nil || requests.forced, handingOver: requests.handingOver))
     }
 
     enum FailAction {
@@ -148,8 +153,8 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         case none
         /// Readiness probes answer 503 from now on.
         case withdrawReadiness(Engine)
-        /// Stop accepting: new connections are refused.
-        case stopAccepting(Engine)
+        /// Stop accepting: new connections are refused (or, `handingOver`, go to the successor).
+        case stopAccepting(Engine, handingOver: Bool)
         /// Stop accepting, and end a drain in progress at once.
         case stopAcceptingAndInterruptDrain(Engine)
     }
@@ -172,18 +177,22 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         return .none
     }
 
-    /// Stop accepting and drain until `deadline` (the first deadline given wins).
-    mutating func stopAccepting(deadline: Instant) -> EngineAction {
+    /// Stop accepting and drain until `deadline` (the first deadline given wins). `handingOver`:
+    /// a successor accepts on the same socket (see ``Requests/handingOver``).
+    mutating func stopAccepting(deadline: Instant, handingOver: Bool = false) -> EngineAction {
         switch state {
         case .idle(var requests):
             requests.drainDeadline = requests.drainDeadline ?? deadline
+            requests.handingOver = requests.handingOver || handingOver
             state = .idle(requests)
         case .bound(let socket, let address, var requests):
             requests.drainDeadline = requests.drainDeadline ?? deadline
+            requests.handingOver = requests.handingOver || handingOver
             state = .bound(socket, address, requests)
-        case .running(let running):
+        case .running(var running):
+            running.requests.handingOver = handingOver
             state = .draining(running, deadline: deadline, forced: false)
-            return .stopAccepting(running.engine)
+            return .stopAccepting(running.engine, handingOver: handingOver)
         case .draining, .stopped:
             break
         }
@@ -251,8 +260,9 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
     // MARK: Stopping
 
     enum DrainAction {
-        /// Drain `engine` until `deadline`; skip the wait if `forced`.
-        case drain(Engine, deadline: Instant, forced: Bool)
+        /// Drain `engine` until `deadline`; skip the wait if `forced`. `handingOver`: then also
+        /// wait for its open connections to go quiet, by the same deadline.
+        case drain(Engine, deadline: Instant, forced: Bool, handingOver: Bool)
         /// Nothing runs.
         case none
     }
@@ -263,9 +273,9 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         switch state {
         case .running(let running):
             state = .draining(running, deadline: defaultDeadline, forced: running.requests.forced)
-            return .drain(running.engine, deadline: defaultDeadline, forced: running.requests.forced)
+            return .drain(running.engine, deadline: defaultDeadline, forced: running.requests.forced, handingOver: false)
         case .draining(let running, let deadline, let forced):
-            return .drain(running.engine, deadline: deadline, forced: forced)
+            return .drain(running.engine, deadline: deadline, forced: forced, handingOver: running.requests.handingOver)
         case .idle, .bound, .stopped:
             return .none
         }
@@ -313,6 +323,15 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
         }
     }
 
+    /// The listening socket, while bound or serving.
+    var socket: Socket? {
+        switch state {
+        case .bound(let socket, _, _): socket
+        case .running(let running), .draining(let running, _, _): running.socket
+        case .idle, .stopped: nil
+        }
+    }
+
     var engine: Engine? {
         switch state {
         case .running(let running), .draining(let running, _, _): running.engine
@@ -333,5 +352,15 @@ struct ServerStateMachine<Socket: Sendable, Engine: Sendable>: Sendable {
     var isStopped: Bool {
         if case .stopped = state { return true }
         return false
+    }
+
+    /// The phase reported in ``ServerInfo/state``.
+    var phase: ServerInfo.State {
+        switch state {
+        case .idle, .bound: .starting
+        case .running: .running
+        case .draining: .draining
+        case .stopped(let failure): failure == nil ? .stopped : .failed
+        }
     }
 }
