@@ -20,8 +20,8 @@ struct StateMachineTests {
         #expect(!started.withdrawReadiness && !started.stopAccepting)
         let wake = machine.requestShutdown()
         #expect(wake)
-        guard case .stopAccepting(1) = machine.stopAccepting(deadline: Self.later) else { Issue.record("must quiesce"); return }
-        guard case .drain(1, let deadline, false) = machine.beginDrain(defaultDeadline: .now) else {
+        guard case .stopAccepting(1, handingOver: false) = machine.stopAccepting(deadline: Self.later) else { Issue.record("must quiesce"); return }
+        guard case .drain(1, let deadline, false, _) = machine.beginDrain(defaultDeadline: .now) else {
             Issue.record("must drain"); return
         }
         #expect(deadline == Self.later)
@@ -50,7 +50,7 @@ struct StateMachineTests {
         _ = machine.stopAccepting(deadline: Self.later.advanced(by: .seconds(5)))
         guard case .started(let started) = machine.engineStarted(1) else { Issue.record("must run"); return }
         #expect(started.withdrawReadiness && started.stopAccepting)
-        guard case .drain(_, let deadline, false) = machine.beginDrain(defaultDeadline: .now) else {
+        guard case .drain(_, let deadline, false, _) = machine.beginDrain(defaultDeadline: .now) else {
             Issue.record("must drain"); return
         }
         #expect(deadline == Self.later)
@@ -64,7 +64,7 @@ struct StateMachineTests {
         guard case .stopAcceptingAndInterruptDrain(1) = machine.forceStop() else { Issue.record("must interrupt"); return }
         #expect(machine.isForced)
         #expect(machine.forceStop().isNone)
-        guard case .drain(_, _, true) = machine.beginDrain(defaultDeadline: .now) else { Issue.record("forced"); return }
+        guard case .drain(_, _, true, _) = machine.beginDrain(defaultDeadline: .now) else { Issue.record("forced"); return }
     }
 
     @Test func failedStartClosesTheSocketAndNeverRuns() {
@@ -254,4 +254,81 @@ extension ManagerStateMachine.ShutdownAction {
 
 extension ManagerStateMachine.AddAction {
     var isReject: Bool { if case .reject = self { true } else { false } }
+}
+
+/// Hand-overs and binary upgrades in the server and manager machines.
+@Suite("Hand-over state machines", .timeLimit(.minutes(1)))
+struct HandOverStateMachineTests {
+    typealias Server = ServerStateMachine<String, Int>
+    typealias Manager = ManagerStateMachine<String>
+    static let address = BoundAddress(host: "127.0.0.1", port: 8080)
+    static let later = ContinuousClock.now.advanced(by: .seconds(10))
+
+    @Test func aHandOverLeavesTheSocketListeningAndWaitsForQuietConnections() {
+        var machine = Server()
+        _ = machine.bound("socket", at: Self.address)
+        _ = machine.engineStarted(1)
+        #expect(machine.phase == .running)
+        guard case .stopAccepting(1, handingOver: true) = machine.stopAccepting(deadline: Self.later, handingOver: true) else {
+            Issue.record("must stop accepting, handing over"); return
+        }
+        #expect(machine.phase == .draining)
+        guard case .drain(1, Self.later, false, handingOver: true) = machine.beginDrain(defaultDeadline: .now) else {
+            Issue.record("must drain, handing over"); return
+        }
+        _ = machine.stopped()
+        #expect(machine.phase == .stopped)
+    }
+
+    @Test func aHandOverAskedBeforeTheStartIsKept() {
+        var machine = Server()
+        _ = machine.bound("socket", at: Self.address)
+        _ = machine.stopAccepting(deadline: Self.later, handingOver: true)
+        guard case .started(let started) = machine.engineStarted(1) else { Issue.record("must run"); return }
+        #expect(started.stopAccepting && started.handingOver)
+    }
+
+    @Test func aPlainShutdownIsNoHandOver() {
+        var machine = Server()
+        _ = machine.bound("socket", at: Self.address)
+        _ = machine.engineStarted(1)
+        guard case .drain(1, _, false, handingOver: false) = machine.beginDrain(defaultDeadline: Self.later) else {
+            Issue.record("must drain without hand-over"); return
+        }
+    }
+
+    @Test func phases() {
+        var machine = Server()
+        #expect(machine.phase == .starting)
+        _ = machine.failed(CancellationError())
+        #expect(machine.phase == .failed)
+    }
+
+    @Test func oneUpgradeAtATimeAndOnlyWhileRunning() {
+        var machine = Manager()
+        #expect(machine.beginUpgrade() == .reject("the manager is not running"))
+        _ = machine.runAll()
+        _ = machine.started("group")
+        #expect(machine.acceptsRuntimeChanges)
+        #expect(machine.beginUpgrade() == .spawn)
+        #expect(machine.beginUpgrade() == .reject("an upgrade is already in progress"))
+        machine.upgradeFailed()
+        #expect(machine.beginUpgrade() == .spawn)
+        guard case .handOver("group") = machine.upgradeSucceeded() else { Issue.record("must hand over"); return }
+        #expect(machine.handingOver)
+        #expect(machine.isShuttingDownOrFinished)
+        #expect(!machine.acceptsRuntimeChanges)
+        // The drain that follows is not forced.
+        #expect(machine.drainBegan() == false)
+    }
+
+    @Test func aShutdownDuringAnUpgradeStopsTheNewProcess() {
+        var machine = Manager()
+        _ = machine.runAll()
+        _ = machine.started("group")
+        #expect(machine.beginUpgrade() == .spawn)
+        _ = machine.signalReceived()
+        guard case .stopNewProcess = machine.upgradeSucceeded() else { Issue.record("must stop the new process"); return }
+        #expect(!machine.handingOver)
+    }
 }

@@ -186,7 +186,9 @@ public final class ServerManager: Sendable {
         // Signals first: from here on SIGTERM/SIGINT start a shutdown instead of ending the process.
         let signalHandler = await trap(signals, reload: reloadSignals, upgrade: upgradeSignals)
         defer { signalHandler?.cancel() }
-        logger.info("starting \(servers.count) servers", metadata: ["signals": "\(signals)"])
+        logger.info("starting \(servers.count) servers", metadata: [
+            "signals": "\(signals)", "reloadSignals": "\(reloadSignals)", "upgradeSignals": "\(upgradeSignals)",
+        ])
         notifier?.status("starting \(servers.count) servers")
         notifier?.startWatchdog()
 
