@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: unit tests (Swift Testing, real daemons on loopback), the documentation's examples
 # type-checked, the README's library example built as a dependent package, the end-to-end tests
-# of the demo app (real process, real signals), the HTTP + gRPC example against grpcio, and a smoke run of the benchmark so it cannot rot. In CI (CI=true), or with
+# of the demo app (real process, real signals), runtime control under load, the HTTP + gRPC example against grpcio, and a smoke run of the benchmark so it cannot rot. In CI (CI=true), or with
 # --sanitizers, the unit tests also run under ThreadSanitizer and AddressSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,10 @@ scripts/readme-example.sh
 echo
 echo "== integration tests"
 scripts/integration-test.sh
+
+echo
+echo "== runtime control under load: restart, certificate reload (SIGHUP), binary upgrade (SIGUSR2)"
+scripts/runtime-control-test.sh
 
 echo
 echo "== every response of the demo app through a strict HTTP/1.1 parser (h11)"

@@ -93,7 +93,7 @@ extension ServerLifecycle {
 
 extension ServerManager {
     /// Runs `servers` (and `services`) with this manager for exactly as long as `body`: starts
-    /// them as `ServerManager.runAll(_:alongside:signals:)` does (without trapping
+    /// them as `ServerManager.runAll(_:alongside:signals:reloadSignals:upgradeSignals:)` does (without trapping
     /// signals), waits until every server listens, runs `body` with a client for each, then
     /// shuts down gracefully and waits until everything has stopped, also when `body` throws.
     /// Every lifecycle hook runs. A manager runs once: use a new one for each test.

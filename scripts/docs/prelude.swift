@@ -42,3 +42,8 @@ let writer: ResponseBodyWriter = { fatalError("examples are type-checked, never 
 let events: ServerSentEventWriter = { fatalError("examples are type-checked, never run") }()
 /// Opens a file for an example that hands a descriptor over.
 enum exporter { static func openSnapshot() throws -> Int32 { fatalError("examples are type-checked, never run") } }
+struct PublicAPIv2: ServerLifecycle {
+    func registerRoutes(on router: inout Router, context: HTTPServerContext) {}
+}
+enum settings { static func load() async throws {} }
+enum featureFlags { static func load(from path: String) async throws {} }

@@ -242,6 +242,22 @@ final class ListeningSocket: @unchecked Sendable {
         return ListeningSocket(fd: copy, port: port, family: family, inherited: inherited, fromPredecessor: fromPredecessor)
     }
 
+    /// Which socket a descriptor is open on (device and inode).
+    struct Identity: Equatable {
+        let device: UInt64
+        let inode: UInt64
+    }
+
+    /// The identity of what `fd` is open on, if it is a listening socket.
+    static func identity(of fd: Int32) -> Identity? {
+        var info = stat()
+        var listening: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        guard fstat(fd, &info) == 0, getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0, listening == 1
+        else { return nil }
+        return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
     /// Refuses new connections at once (pending ones in the backlog are reset) without closing
     /// the descriptor, which the engine may still hold.
     ///

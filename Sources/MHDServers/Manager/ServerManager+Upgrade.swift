@@ -60,7 +60,7 @@ extension ServerManager {
             locals.servers.compactMap { entry -> ProcessUpgrade.PassedSocket? in
                 guard let socket = entry.server.listeningSocket else { return nil }
                 return .init(name: entry.server.config.name, fd: socket.fd, shared: socket.inherited)
-            } + locals.listenerCopies.map { .init(name: $0.name, fd: $0.socket.fd, shared: $0.socket.inherited) }
+            } + locals.sideListeners.filter(\.isStillOpen).map { .init(name: $0.name, fd: $0.fd, shared: $0.inherited) }
         }
         let child: ProcessUpgrade.Child
         do {

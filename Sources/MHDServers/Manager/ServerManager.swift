@@ -9,10 +9,10 @@ import UnixSignals
 /// Startup binds every server in the order given (each on its first free candidate port; a
 /// port already taken by an earlier server of this manager is skipped), then starts every
 /// daemon, then calls each lifecycle's ``ServerLifecycle/onStarted(_:context:)``. If any server
-/// cannot bind or start, the others are stopped, nothing stays bound, and ``runAll(_:alongside:signals:)``
+/// cannot bind or start, the others are stopped, nothing stays bound, and ``runAll(_:alongside:signals:reloadSignals:upgradeSignals:)``
 /// throws a ``ServerError`` naming the server, host and ports tried.
 ///
-/// Signals are owned from the first instant of ``runAll(_:alongside:signals:)``, before anything
+/// Signals are owned from the first instant of ``runAll(_:alongside:signals:reloadSignals:upgradeSignals:)``, before anything
 /// binds: a SIGTERM or SIGINT during start-up ends it cleanly (before binding: nothing is bound
 /// and `runAll` returns; after: the servers start and shut down at once), never with the
 /// default disposition.
@@ -66,9 +66,9 @@ public final class ServerManager: Sendable {
         /// Each name's place in the service group.
         var slots: [String: ServerSlot] = [:]
         var reloadCallbacks: [@Sendable () async throws -> Void] = []
-        /// Duplicates of the side services' listening sockets (``bindListener(_:)``), for a
-        /// binary upgrade to pass on; closed when the drain begins.
-        var listenerCopies: [(name: String, socket: ListeningSocket)] = []
+        /// The side services' listening sockets (``bindListener(_:)``), for a binary upgrade to
+        /// pass on.
+        var sideListeners: [SideListener] = []
         /// The binary upgrade waiting for its new process, if one is; a shutdown cancels it.
         var upgradeWait: Task<ProcessUpgrade.Outcome, Never>?
         var shutdownCallbacks: [@Sendable () async -> Void] = []
@@ -361,7 +361,7 @@ public final class ServerManager: Sendable {
     }
 
     /// Starts a graceful shutdown, as SIGTERM would. Safe to call at any time, any number of
-    /// times; the shutdown itself runs once. Called before ``runAll(_:alongside:signals:)``, it
+    /// times; the shutdown itself runs once. Called before ``runAll(_:alongside:signals:reloadSignals:upgradeSignals:)``, it
     /// makes `runAll` return at once without binding anything.
     ///
     /// ```swift
@@ -375,7 +375,7 @@ public final class ServerManager: Sendable {
     }
 
     /// Registers a callback that runs once, after every server has stopped and before
-    /// ``runAll(_:alongside:signals:)`` returns. Callbacks run in reverse order of registration.
+    /// ``runAll(_:alongside:signals:reloadSignals:upgradeSignals:)`` returns. Callbacks run in reverse order of registration.
     ///
     /// ```swift
     /// manager.onShutdown { await database.close() }
@@ -400,7 +400,7 @@ public final class ServerManager: Sendable {
         }
     }
 
-    /// Waits until every server of ``runAll(_:alongside:signals:)`` listens, and returns them;
+    /// Waits until every server of ``runAll(_:alongside:signals:reloadSignals:upgradeSignals:)`` listens, and returns them;
     /// throws the startup error if startup failed.
     ///
     /// ```swift
@@ -603,18 +603,15 @@ public final class ServerManager: Sendable {
     }
 
     private func performDrain() async {
-        let (servers, forced, readinessWait, handingOver, upgradeWait, copies) = state.withLock { locals in
-            defer { locals.listenerCopies = [] }
-            return (
+        let (servers, forced, readinessWait, handingOver, upgradeWait) = state.withLock { locals in
+            (
                 locals.servers + locals.retiring, locals.machine.drainBegan(), locals.readinessWait,
-                locals.machine.handingOver, locals.upgradeWait, locals.listenerCopies.map(\.socket)
+                locals.machine.handingOver, locals.upgradeWait
             )
         }
         readinessWait?.cancel()
         // An upgrade still waiting for its new process is abandoned (the process is stopped).
         upgradeWait?.cancel()
-        // Side services close their own sockets; the copies kept for an upgrade must not hold them open.
-        for socket in copies { socket.close() }
         if handingOver {
             // A new process serves on the same sockets: this one is not "not ready", it leaves.
             notifier?.status("handing over to the new process; draining")
@@ -667,11 +664,7 @@ public final class ServerManager: Sendable {
             entry.server.forceStop()
             await entry.server.finishShutdown()
         }
-        let (copies, handedOver) = state.withLock { locals in
-            defer { locals.listenerCopies = [] }
-            return (locals.listenerCopies.map(\.socket), locals.machine.handingOver)
-        }
-        for socket in copies { socket.close() }
+        let handedOver = state.withLock { $0.machine.handingOver }
         let (callbacks, waiters) = state.withLock { locals -> ([@Sendable () async -> Void], Waiters<Void>.Resumption) in
             locals.machine.finished()
             defer { locals.shutdownCallbacks = [] }

@@ -4,7 +4,7 @@ import ServiceLifecycle
 /// A service that shares a ``ServerManager``'s lifetime beside its HTTP servers (a gRPC server,
 /// a queue consumer), and when it is told to stop.
 ///
-/// Any `Service` passed to ``ServerManager/runAll(_:alongside:signals:)`` is a side service
+/// Any `Service` passed to ``ServerManager/runAll(_:alongside:signals:reloadSignals:upgradeSignals:)`` is a side service
 /// that stops with the drain: it is asked to shut down gracefully the moment the HTTP servers
 /// stop accepting, and cancelled if it is still running at the manager's one deadline (the drain
 /// delay plus ``ServerManager/shutdownTimeout``), or at once on a second signal. Wrap it to have

@@ -59,10 +59,9 @@ extension ServerManager {
     /// this manager's servers use (and claiming the one it binds), for a side service that
     /// accepts its own connections. Logs like a server does when a port is busy.
     ///
-    /// The manager keeps a duplicate of the socket, so that a binary upgrade
-    /// (``upgrade(executable:arguments:readyTimeout:)``) can pass it to the new process under the
-    /// configuration's name; the duplicate is closed when the drain begins or the listener is
-    /// closed.
+    /// A binary upgrade (``upgrade(executable:arguments:readyTimeout:)``) passes the socket to
+    /// the new process under the configuration's name, as long as its descriptor is still open
+    /// on this socket.
     ///
     /// - Throws: ``ServerError`` naming the configuration's name, host and every port tried
     ///   when none is free, or when the host cannot be bound.
@@ -75,21 +74,40 @@ extension ServerManager {
         return try claimingPort { claimed in
             let socket = try ListeningSocket.bind(config, excluding: claimed, observe: events.bindAttempt)
             let port = socket.port
-            // A copy for a binary upgrade to pass on (the service owns the original); closed
-            // when the drain begins, as the service closes its own, or with the listener.
-            let copy = try? socket.duplicate()
-            if let copy { state.withLock { $0.listenerCopies.append((config.name, copy)) } }
+            // Remembered for a binary upgrade to pass on, while the descriptor still is this
+            // socket (the service that took it may have closed it).
+            let handedOut = SideListener(name: config.name, socket: socket)
+            state.withLock { $0.sideListeners.append(handedOut) }
             let listener = BoundListener(socket: socket, config: config) { [weak self] in
                 self?.releasePortClaim(port)
-                if let copy {
-                    self?.state.withLock { $0.listenerCopies.removeAll { $0.socket === copy } }
-                    copy.close()
-                }
+                self?.state.withLock { $0.sideListeners.removeAll { $0 === handedOut } }
             }
             logger.info("\(config.name) listening on \(listener.address.url)", metadata: [
                 "server": "\(config.name)", "port": "\(port)",
             ])
             return (listener, port)
         }
+    }
+}
+
+/// A listening socket handed to a side service, as a binary upgrade finds it: its descriptor
+/// number and which socket that number was, so that a descriptor the service has closed (and
+/// the system may have reused) is not passed on.
+final class SideListener: Sendable {
+    let name: String
+    let fd: Int32
+    let inherited: Bool
+    private let identity: ListeningSocket.Identity?
+
+    init(name: String, socket: ListeningSocket) {
+        self.name = name
+        self.fd = socket.fd
+        self.inherited = socket.inherited
+        self.identity = ListeningSocket.identity(of: socket.fd)
+    }
+
+    /// Whether the descriptor is still open on the same listening socket.
+    var isStillOpen: Bool {
+        identity != nil && ListeningSocket.identity(of: fd) == identity
     }
 }
