@@ -379,9 +379,83 @@ def signal_during_start_up(rounds=12):
     print(f"# {rounds} start-ups signalled, {before_ready} before their ready line", flush=True)
 
 
+def upgrade_with_grpc():
+    """SIGUSR2 with HTTP and gRPC under load: a new process of the example takes both listening
+    sockets over (the gRPC one passed by its listener's name), the old one exits 0, and no HTTP
+    request or gRPC call fails (gRPC calls wait for a ready channel, as clients of a restarting
+    server do)."""
+    http_port, grpc_port = free_run(10), free_run(10)
+    example = Example("--http-port", str(http_port), "--grpc-port", str(grpc_port))
+    new_pid = None
+    try:
+        if not check(wait_ready(example, http_port, grpc_port), "upgrade: started"):
+            print(example.stderr())
+            return
+        stop = threading.Event()
+        results = {"http ok": 0, "http failed": [], "grpc ok": 0, "grpc failed": []}
+
+        def http_load():
+            while not stop.is_set():
+                status, body = http(http_port, "/api/hello")
+                if status == 200:
+                    results["http ok"] += 1
+                else:
+                    results["http failed"].append((status, body))
+
+        def grpc_load():
+            with grpc.insecure_channel(f"{HOST}:{grpc_port}") as channel:
+                call = greeter(channel, "SayHello", "HelloRequest", "HelloReply")
+                while not stop.is_set():
+                    try:
+                        call(Message["HelloRequest"](name="upgrade"), timeout=10, wait_for_ready=True)
+                        results["grpc ok"] += 1
+                    except grpc.RpcError as error:
+                        results["grpc failed"].append(str(error.code()))
+
+        threads = [threading.Thread(target=http_load), threading.Thread(target=grpc_load)]
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        example.process.send_signal(signal.SIGUSR2)
+        code = example.exit_code(30)
+        time.sleep(1)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        out = example.stdout().decode(errors="replace")
+        found = [line for line in out.splitlines() if "upgrade: started" in line]
+        new_pid = int(found[0].split("as process ")[1].split()[0]) if found else None
+        check(code == 0, f"upgrade: the old process exits 0 once the new one serves ({code})")
+        check(new_pid is not None and os.path.exists(f"/proc/{new_pid}"), f"upgrade: a new process ({new_pid}) runs")
+        status, body = http(http_port, "/api/status")
+        state = json.loads(body) if status == 200 else {}
+        check(state.get("grpc") == f"{HOST}:{grpc_port}",
+              f"upgrade: the new process serves gRPC on the same port, passed by name ({state.get('grpc')})")
+        with grpc.insecure_channel(f"{HOST}:{grpc_port}") as channel:
+            check(say_hello(channel, "after") != "" and health_status(channel) == "SERVING",
+                  "upgrade: the new process answers gRPC and reports SERVING")
+        print(f"# upgrade under load: {results['http ok']} HTTP requests, {results['grpc ok']} gRPC calls", flush=True)
+        check(results["http ok"] > 0 and not results["http failed"],
+              f"upgrade: no HTTP request failed ({results['http failed'][:3]})")
+        check(results["grpc ok"] > 0 and not results["grpc failed"],
+              f"upgrade: no gRPC call failed ({results['grpc failed'][:3]})")
+    finally:
+        example.stop()
+        if new_pid:
+            os.kill(new_pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and os.path.exists(f"/proc/{new_pid}"):
+                with open(f"/proc/{new_pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        break
+                time.sleep(0.05)
+            check(refused(http_port) and refused(grpc_port), "upgrade: SIGTERM to the new process frees both ports")
+
+
 serve_and_drain()
 second_signal()
 no_grpc_port()
 signal_during_start_up()
+upgrade_with_grpc()
 print(f"{failures} failures", flush=True)
 sys.exit(min(failures, 100))

@@ -153,10 +153,11 @@ public final class ServerManager: Sendable {
     ///     trapped before anything binds. Pass `[]` when embedding or testing and call
     ///     ``shutdown()`` instead.
     ///   - reloadSignals: the signals that call ``reload()`` (certificates read again,
-    ///     ``ServerLifecycle/onReload(context:)`` hooks). Pass `[]` to leave SIGHUP alone.
+    ///     ``ServerLifecycle/onReload(context:)`` hooks). Default: SIGHUP, unless `signals` is
+    ///     empty (embedding or testing: then no signal is trapped unless named here).
     ///   - upgradeSignals: the signals that call ``upgrade(executable:arguments:readyTimeout:)``
-    ///     with its defaults (a new copy of this executable takes the sockets over). Pass `[]`
-    ///     to leave SIGUSR2 alone.
+    ///     with its defaults (a new process of this executable takes the sockets over).
+    ///     Default: SIGUSR2, unless `signals` is empty.
     /// - Throws: ``ServerError`` if a server cannot start (nothing is left bound), or the error
     ///   of a service that failed.
     ///
@@ -165,9 +166,11 @@ public final class ServerManager: Sendable {
     /// ```
     public func runAll(
         _ servers: [Server], alongside services: [any Service] = [],
-        signals: [UnixSignal] = [.sigterm, .sigint], reloadSignals: [UnixSignal] = [.sighup],
-        upgradeSignals: [UnixSignal] = [.sigusr2]
+        signals: [UnixSignal] = [.sigterm, .sigint], reloadSignals: [UnixSignal]? = nil,
+        upgradeSignals: [UnixSignal]? = nil
     ) async throws {
+        let reloadSignals = reloadSignals ?? (signals.isEmpty ? [] : [.sighup])
+        let upgradeSignals = upgradeSignals ?? (signals.isEmpty ? [] : [.sigusr2])
         // A manager runs once; a second call must not disturb the first.
         switch state.withLock({ $0.machine.runAll() }) {
         case .reject:
