@@ -1,9 +1,4 @@
 import ArgumentParser
-#if canImport(FoundationEssentials)
-import FoundationEssentials  // JSON and Data without ICU and the rest of Foundation: a smaller footprint
-#else
-import Foundation
-#endif
 import Logging
 import MHDServers
 import CoreMetrics
@@ -11,10 +6,29 @@ import Prometheus
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
-/// The demo: a public API and an admin API in one process, started together, stopped together.
+/// The entry point: runs ``App`` (parsing, validation, `run()`, exit codes: all ArgumentParser's)
+/// on the shared concurrency pool and parks the main thread until it exits the process.
+///
+/// An `async` main would do the same, but Swift's async main ends the main thread with
+/// `dispatch_main()`, i.e. `pthread_exit`, whose forced unwind reads the unwind tables for every
+/// frame of the main thread: in the release app they stay resident, 1.2 MB of its idle RSS.
+/// Nothing in the app runs on the main actor, so the parked main thread is never needed.
 @main
+enum Entry {
+    static func main() {
+        Task.detached {
+            await App.main()
+            exit(0)
+        }
+        while true { pause() }
+    }
+}
+
+/// The demo: a public API and an admin API in one process, started together, stopped together.
 struct App: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "app",
@@ -95,7 +109,8 @@ struct App: AsyncParsableCommand {
 
     /// The admin token from `--admin-token` or `APP_ADMIN_TOKEN` (an empty value means none).
     var resolvedAdminToken: String? {
-        let token = adminToken ?? ProcessInfo.processInfo.environment["APP_ADMIN_TOKEN"]
+        // getenv, not ProcessInfo: ProcessInfo copies the whole environment into a dictionary.
+        let token = adminToken ?? getenv("APP_ADMIN_TOKEN").map { String(cString: $0) }
         return token?.isEmpty == false ? token : nil
     }
 
