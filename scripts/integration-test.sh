@@ -1020,7 +1020,7 @@ else
     fail "start with middleware" "$(cat "$ERR")"
 fi
 check "--cors-origin must be an origin (exit 64, a clear message)" bash -c \
-    "'$APP' --cors-origin 'app.example.com' 2>&1 | grep -q 'takes an origin'; [[ \${PIPESTATUS[0]} == 64 ]]"
+    "out=\$('$APP' --cors-origin 'app.example.com' 2>&1); code=\$?; [[ \$code == 64 ]] && grep -q 'takes an origin' <<<\"\$out\""
 echo
 echo "== streaming in the demo: events, a large stream, a large upload, SIGTERM mid-stream"
 if start streaming --public-port "$P" --admin-port "$A" --bench-routes --shutdown-timeout 10; then
