@@ -60,7 +60,10 @@ struct ProcessSignalTests {
 
     @Test(arguments: Point.allCases)
     func sigtermAtAnyPointOfStartUpShutsDownOnce(_ point: Point) async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [point] in
+        let standardError = ChildStandardError()
+        let result = await #expect(processExitsWith: .success) { [point, stderrPath = standardError.path as String] in
+            ChildStandardError.redirect(to: stderrPath)
+            defer { ChildStandardError.bodyReturned() }
             let started = ContinuousClock.now
             do {
                 let events = try await ProcessSignalTests.startUp(signallingAt: point)
@@ -87,15 +90,19 @@ struct ProcessSignalTests {
                 return  // the report on standard error fails the test
             }
         }
-        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(report.isEmpty, "\(report)")
+        // Read whatever the exit status: a child killed by a signal leaves its last words here.
+        let report = standardError.text(exitMatched: result != nil)
+        #expect(report.isEmpty, "standard error of the child:\n\(report)")
     }
 
     /// Many starts, each with SIGTERM a different time after the manager trapped its signals
     /// (it logs "starting" right then): spread over binding, starting and serving, every one
     /// exits normally.
     @Test func sigtermAfterAnyDelayFromTheStart() async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+        let standardError = ChildStandardError()
+        let result = await #expect(processExitsWith: .success) { [stderrPath = standardError.path as String] in
+            ChildStandardError.redirect(to: stderrPath)
+            defer { ChildStandardError.bodyReturned() }
             for round in 0..<30 {
                 let delay = useconds_t(round * 150)
                 let logger = Logger(label: "signals") { _ in
@@ -117,14 +124,18 @@ struct ProcessSignalTests {
                 }
             }
         }
-        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(report.isEmpty, "\(report)")
+        // Read whatever the exit status: a child killed by a signal leaves its last words here.
+        let report = standardError.text(exitMatched: result != nil)
+        #expect(report.isEmpty, "standard error of the child:\n\(report)")
     }
 
     /// A second SIGTERM during a long drain delay ends it at once: the delay is a sleep that a
     /// forced stop cancels, not a loop.
     @Test func secondSignalCutsTheDrainDelayShort() async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+        let standardError = ChildStandardError()
+        let result = await #expect(processExitsWith: .success) { [stderrPath = standardError.path as String] in
+            ChildStandardError.redirect(to: stderrPath)
+            defer { ChildStandardError.bodyReturned() }
             let manager = ServerManager(logger: quietLogger, drainDelay: .seconds(60))
             let run = Task {
                 try await manager.runAll(
@@ -149,13 +160,17 @@ struct ProcessSignalTests {
             }
             return  // a report on standard error fails the test
         }
-        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(report.isEmpty, "\(report)")
+        // Read whatever the exit status: a child killed by a signal leaves its last words here.
+        let report = standardError.text(exitMatched: result != nil)
+        #expect(report.isEmpty, "standard error of the child:\n\(report)")
     }
 
     /// A second SIGTERM cancels a side service that is still finishing a long call, at once.
     @Test func secondSignalCancelsSideServices() async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+        let standardError = ChildStandardError()
+        let result = await #expect(processExitsWith: .success) { [stderrPath = standardError.path as String] in
+            ChildStandardError.redirect(to: stderrPath)
+            defer { ChildStandardError.bodyReturned() }
             let manager = ServerManager(logger: quietLogger, shutdownTimeout: .seconds(30))
             let cancelled = Gate()
             let run = Task {
@@ -179,8 +194,9 @@ struct ProcessSignalTests {
                 FileDescriptorTests.report("side service: \(error)")
             }
         }
-        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(report.isEmpty, "\(report)")
+        // Read whatever the exit status: a child killed by a signal leaves its last words here.
+        let report = standardError.text(exitMatched: result != nil)
+        #expect(report.isEmpty, "standard error of the child:\n\(report)")
     }
 }
 

@@ -85,3 +85,51 @@ enum ResidentMemory {
         return (result, before, peak.value)
     }
 }
+
+/// An exit test's standard error, kept in a file that outlives the child, so it can be read
+/// however the child ended. (`#expect(processExitsWith:observing:)` returns its result, and
+/// with it `standardErrorContent`, only when the exit condition matched: a child that died of a
+/// signal, say an engine panic or a glibc abort, took its last words with it.)
+///
+/// The parent makes one before the exit test and captures ``path``; the child calls
+/// ``redirect(to:)`` first and ``bodyReturned()`` in a `defer`; the parent reads
+/// ``text(exitMatched:)`` afterwards, whatever the result.
+struct ChildStandardError {
+    let path: String
+    /// Written by the child when the body returns: what follows comes from the process's exit,
+    /// where the testing library writes bytes of its own.
+    static let bodyReturnedLine = "-- exit test body returned --\n"
+
+    init() {
+        let directory = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array("\(directory)/mhdservers-exit-test-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        if fd >= 0 { close(fd) }
+        path = fd >= 0 ? String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/dev/null"
+    }
+
+    /// In the child, first thing: standard error goes to the file (unbuffered writes, the C
+    /// library's and the engine's last messages included) until the process ends.
+    static func redirect(to path: String) {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = dup2(fd, 2)
+        close(fd)
+    }
+
+    /// In the child, when the body returns.
+    static func bodyReturned() { FileDescriptorTests.report(String(bodyReturnedLine.dropLast())) }
+
+    /// What the child wrote while its body ran, and, unless the exit condition matched, what
+    /// it wrote while it exited. Removes the file.
+    func text(exitMatched: Bool) -> String {
+        guard path != "/dev/null" else { return "" }
+        defer { unlink(path) }
+        let text = String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
+        guard let end = text.range(of: Self.bodyReturnedLine) else { return text }
+        let exiting = text[end.upperBound...]
+        return exitMatched || exiting.isEmpty
+            ? String(text[..<end.lowerBound])
+            : text[..<end.lowerBound] + "[after the body returned:]\n" + exiting
+    }
+}
