@@ -39,7 +39,8 @@ extension Engine {
                     let cancelled = context.exchange.withLock { $0.cancelledByServer }
                     response = cancelled ? Engine.shuttingDown : .failure(error, for: request)
                 }
-                if context.finish(with: response) { self.suspended.remove(context) }
+                // Resumed and deregistered in one step: a stream response suspends again.
+                self.suspended.resume(id: ObjectIdentifier(context)) { context.finish(with: response) }
             }
         }
         let task = started!

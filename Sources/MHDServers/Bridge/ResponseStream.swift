@@ -99,10 +99,15 @@ final class ResponseStream: @unchecked Sendable {
     // MARK: Writer
 
     func write(_ chunk: [UInt8]) async throws {
-        let action = guarded.withLock { guarded -> StreamState.WriteAction in
-            let action = guarded.state.write(chunk)
-            if action == .resumeEngine || action == .resumeEngineAndWait { MHD_resume_connection(connection) }
-            return action
+        // A write that resumes the connection leaves the registry in the same step.
+        var action = StreamState.WriteAction.proceed
+        engine.suspended.resume(id: contextID) {
+            guarded.withLock { guarded in
+                action = guarded.state.write(chunk)
+                guard action == .resumeEngine || action == .resumeEngineAndWait else { return false }
+                MHD_resume_connection(connection)
+                return true
+            }
         }
         switch action {
         case .proceed:
@@ -116,9 +121,8 @@ final class ResponseStream: @unchecked Sendable {
             }
             if yield { await Task.yield() }
         case .resumeEngine:
-            engine.suspended.remove(id: contextID)
+            break
         case .resumeEngineAndWait:
-            engine.suspended.remove(id: contextID)
             try await waitForRoom()
         case .wait:
             try await waitForRoom()

@@ -19,7 +19,20 @@ final class SuspendedConnections: Sendable {
         }
     }
 
-    /// The handler finished and resumed its connection.
+    /// Runs `resume` and, if it resumed the connection, removes the context; both under the
+    /// registry's lock, the order ``register(_:_:)`` takes. Resuming first and removing after
+    /// would race the engine: between the two it can take the resumption, find nothing to do
+    /// and suspend the connection again, registering it anew, and the late removal would then
+    /// drop a connection that *is* suspended, which the shutdown would not see (the engine
+    /// aborts when it is stopped with one).
+    func resume(id: ObjectIdentifier, _ resume: () -> Bool) {
+        state.withLock { state in
+            guard resume() else { return }
+            state.contexts.removeValue(forKey: id)
+        }
+    }
+
+    /// The request is over: nothing of it can be suspended any more.
     func remove(_ context: EngineRequest) { remove(id: ObjectIdentifier(context)) }
 
     /// The same, by identity (for a stream that may outlive its request).

@@ -70,21 +70,23 @@ final class UploadStream: @unchecked Sendable {
         while true {
             try Task.checkCancellation()
             var yield = false
-            let result = guarded.withLock { guarded -> UploadState.ReadResult in
-                let result = guarded.state.next()
-                if case .chunk(let chunk, let resume) = result {
+            var result = UploadState.ReadResult.end
+            // A read that resumes the connection leaves the registry in the same step.
+            engine.suspended.resume(id: contextID) {
+                guarded.withLock { guarded -> Bool in
+                    result = guarded.state.next()
+                    guard case .chunk(let chunk, let resume) = result else { return false }
                     if resume { MHD_resume_connection(connection) }
                     guarded.readSinceYield += chunk.count
                     if guarded.readSinceYield >= Self.yieldEvery {
                         guarded.readSinceYield = 0
                         yield = true
                     }
+                    return resume
                 }
-                return result
             }
             switch result {
-            case .chunk(let chunk, let resumed):
-                if resumed { engine.suspended.remove(id: contextID) }
+            case .chunk(let chunk, _):
                 // A reader that never has to wait would keep its thread of the shared pool for
                 // the whole body: let other tasks run every so often.
                 if yield { await Task.yield() }
