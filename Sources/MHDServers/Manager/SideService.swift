@@ -103,6 +103,8 @@ final class SideServiceRunner: Service, Sendable {
         var cancelled = false
         /// The manager asked it to stop (drain, deadline or forced stop).
         var stopping = false
+        /// `run()` has returned: no deadline timer is needed any more.
+        var finished = false
     }
 
     /// What to wait for before the manager reports its start, if the service says.
@@ -128,7 +130,12 @@ final class SideServiceRunner: Service, Sendable {
             if locals.cancelled { task.cancel() }
             return task
         }
-        defer { state.withLock { $0.deadlineTimer }?.cancel() }
+        defer {
+            state.withLock { locals in
+                locals.finished = true
+                return locals.deadlineTimer
+            }?.cancel()
+        }
         try await withTaskCancellationHandler {
             try await withGracefulShutdownHandler {
                 do {
@@ -152,16 +159,16 @@ final class SideServiceRunner: Service, Sendable {
 
     /// Asks the service to shut down gracefully, and cancels it if it still runs at `deadline`.
     func shutDown(by deadline: ContinuousClock.Instant) async {
-        let timer = Task { [weak self] in
-            do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return }
-            self?.cancel()
-        }
-        let previous = state.withLock { locals -> Task<Void, Never>? in
+        state.withLock { locals in
             locals.stopping = true
-            defer { locals.deadlineTimer = locals.deadlineTimer ?? timer }
-            return locals.deadlineTimer
+            // One timer; none once `run()` has returned (a forced stop can end it before the
+            // drain gets here, and a timer started then would outlive everything).
+            guard locals.deadlineTimer == nil, !locals.finished else { return }
+            locals.deadlineTimer = Task { [weak self] in
+                do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return }
+                self?.cancel()
+            }
         }
-        if previous != nil { timer.cancel() }
         await group.triggerGracefulShutdown()
     }
 
