@@ -103,8 +103,9 @@ final class Engine: @unchecked Sendable {
 
     // MARK: Lifecycle
 
-    /// Starts the daemon on the already listening socket.
-    func start() throws {
+    /// Starts the daemon on the already listening socket, and registers the routes' metric
+    /// series unless `deferringMetrics` (the caller then calls `metrics.registerSeries()`).
+    func start(deferringMetrics: Bool = false) throws {
         let me = Unmanaged.passRetained(self).toOpaque()
         // The engine gets its own descriptor for the socket: whatever it closes (at stop, or
         // on its own failure paths) is never the number ``socket`` still owns.
@@ -167,6 +168,7 @@ final class Engine: @unchecked Sendable {
             $0.engineFD = engineFD
         }
         supervisor.start()
+        if !deferringMetrics { metrics.registerSeries() }
     }
 
     /// Whether two descriptors are open on the same file (same device and inode).

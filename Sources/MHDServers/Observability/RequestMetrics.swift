@@ -1,4 +1,5 @@
 import CoreMetrics
+import Synchronization
 
 /// Per-route request metrics, recorded through swift-metrics so any backend can collect them
 /// (`MetricsSystem.bootstrap(...)` before the servers start; without it they cost a no-op call).
@@ -14,7 +15,12 @@ import CoreMetrics
 /// `route` is the route's pattern (`/users/:id`), never the raw path, so cardinality stays
 /// bounded; requests no route matched share the route `unmatched`. Every route's series are
 /// registered when its server starts, so a dashboard sees zeros before the first request (and
-/// `rate()` sees the first burst).
+/// `rate()` sees the first burst). ``ServerManager/runAll(_:alongside:signals:reloadSignals:upgradeSignals:)``
+/// registers them once all its servers serve, in a task of its own beside the `onStarted` hooks,
+/// not before: with some backends registering costs time that grows with the square of the
+/// series under one name (swift-prometheus 2.4.1 copies a metric's whole table of series for
+/// each series it adds), which made 102 servers of 11 routes take 5 times longer to start. A
+/// route whose first request ends before then registers its own series at that moment.
 ///
 /// Backends that keep histograms need buckets that fit an API server: give the duration timer
 /// ``recommendedDurationBuckets`` (100 µs … 10 s). With swift-prometheus:
@@ -44,7 +50,7 @@ public final class RequestMetrics: Sendable {
     ]
 
     /// The handles of one route (or of the unmatched requests).
-    private struct Slot: Sendable {
+    private final class Slot: Sendable {
         let byClass: [Counter]
         let duration: Timer
         let errors: Counter
@@ -59,20 +65,54 @@ public final class RequestMetrics: Sendable {
         }
     }
 
-    private let slots: [Slot]
+    /// A route's slot, made when the series are registered or by the route's first use,
+    /// whichever comes first.
+    private final class LazySlot: Sendable {
+        let method: String
+        let pattern: String
+        private let made = Atomic<Unmanaged<Slot>?>(nil)
+
+        init(method: String, pattern: String) {
+            self.method = method
+            self.pattern = pattern
+        }
+
+        deinit { made.load(ordering: .acquiring)?.release() }
+
+        func slot(server: String, factory: any MetricsFactory) -> Slot {
+            if let slot = made.load(ordering: .acquiring) { return slot.takeUnretainedValue() }
+            // Two threads may both make it: the backend hands both the same series, one is kept.
+            let fresh = Unmanaged.passRetained(Slot(server: server, method: method, pattern: pattern, factory: factory))
+            let (exchanged, current) = made.compareExchange(
+                expected: nil, desired: fresh, successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring)
+            if exchanged { return fresh.takeUnretainedValue() }
+            fresh.release()
+            return current!.takeUnretainedValue()
+        }
+    }
+
+    private let server: String
+    private let factory: any MetricsFactory
+    private let slots: [LazySlot]
     private let inFlight: Meter
     private let aborted: Counter
 
-    /// Slot 0 is the unmatched requests, slot n + 1 route n.
+    /// Slot 0 is the unmatched requests, slot n + 1 route n. The server's own series are
+    /// registered now, the routes' by ``registerSeries()`` (or by their first use).
     init(server: String, routes: [(method: String, pattern: String)], factory: any MetricsFactory = MetricsSystem.factory) {
-        slots = ([("*", "unmatched")] + routes).map {
-            Slot(server: server, method: $0.0, pattern: $0.1, factory: factory)
-        }
+        self.server = server
+        self.factory = factory
+        slots = ([("*", "unmatched")] + routes).map { LazySlot(method: $0.0, pattern: $0.1) }
         inFlight = Meter(label: "http_server_requests_in_flight", dimensions: [("server", server)], factory: factory)
         aborted = Counter(label: "http_server_aborted_requests_total", dimensions: [("server", server)], factory: factory)
     }
 
-    private func slot(_ route: Int) -> Slot { slots[route + 1] }
+    /// Registers every route's series (at zero) that is not registered yet.
+    func registerSeries() {
+        for slot in slots { _ = slot.slot(server: server, factory: factory) }
+    }
+
+    private func slot(_ route: Int) -> Slot { slots[route + 1].slot(server: server, factory: factory) }
 
     func began() { inFlight.increment() }
 

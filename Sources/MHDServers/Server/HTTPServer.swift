@@ -197,9 +197,10 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
     }
 
     /// Starts the engine on the bound socket (idempotent) and wakes ``listeningAddress()``
-    /// callers. Returns whether this call started it.
+    /// callers. Returns whether this call started it. With `deferringMetrics` the routes' metric
+    /// series wait for ``registerMetricSeries()`` (or each route's first request).
     @discardableResult
-    func start() throws -> Bool {
+    func start(deferringMetrics: Bool = false) throws -> Bool {
         guard case .start(let socket, _) = lock.withLock({ $0.machine.startAction() }) else {
             if lock.withLock({ $0.machine.engine != nil }) { return false }
             throw CancellationError()
@@ -207,7 +208,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         let engine = Engine(config: config, socket: socket, responder: responder, logger: logger, stats: stats)
         // Held before the engine answers its first probe.
         engine.readinessPending.store(lock.withLock { $0.readinessPending }, ordering: .relaxed)
-        try engine.start()
+        try engine.start(deferringMetrics: deferringMetrics)
         let (action, waiters) = lock.withLock { locals -> (Machine.EngineStartedAction, Waiters<BoundAddress>.Resumption?) in
             let action = locals.machine.engineStarted(engine)
             guard case .started(let started) = action else { return (action, nil) }
@@ -224,6 +225,11 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         }
         waiters?.resume()
         return true
+    }
+
+    /// Registers the routes' metric series that a deferred start left out (nothing when not running).
+    func registerMetricSeries() {
+        lock.withLock { $0.machine.engine }?.metrics.registerSeries()
     }
 
     /// Takes `socket` (a duplicate of a predecessor's listening socket) instead of binding
