@@ -12,7 +12,7 @@ struct ProcessUpgradeTests {
         try ProcessUpgrade.spawn(executable: "/bin/sh", arguments: ["sh", "-c", script], sockets: sockets)
     }
 
-    @Test func theNewProcessGetsTheSocketsItsIdAndDefaultSignals() async throws {
+    @Test func theNewProcessGetsTheSocketsAndItsOwnId() async throws {
         let first = try PortHolder()
         let second = try PortHolder()
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("upgrade-\(UUID().uuidString)").path
@@ -22,7 +22,6 @@ struct ProcessUpgradeTests {
             {
               echo "pid=$$ listen_pid=$LISTEN_PID fds=$LISTEN_FDS names=$LISTEN_FDNAMES ready_fd=$MHDSERVERS_UPGRADE_FD shared=$MHDSERVERS_SHARED_FDNAMES"
               echo "fd3=$(readlink /proc/$$/fd/3) fd4=$(readlink /proc/$$/fd/4)"
-              grep -E '^Sig(Ign|Blk)' /proc/$$/status
             } > \(report)
             printf 'READY=1\\n' >&"$MHDSERVERS_UPGRADE_FD"
             """
@@ -38,6 +37,17 @@ struct ProcessUpgradeTests {
         }
         #expect(text.contains("fd3=\(sockets[0]) fd4=\(sockets[1])"), "\(text)")
         #expect(sockets[0].hasPrefix("socket:"))
+    }
+
+    @Test func theNewProcessStartsWithDefaultSignals() async throws {
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("upgrade-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: report) }
+        // The spawned process reads its own status (exec: no shell in between, which blocks
+        // signals for itself while it waits for a child).
+        let child = try Self.spawn("exec grep -E '^Sig(Ign|Blk)' /proc/self/status > \(report)")
+        #expect(await ProcessUpgrade.waitForReady(child.readiness, timeout: .seconds(10)) == .ended)
+        #expect(await ProcessUpgrade.reap(child.pid) == "exited with status 0")
+        let text = try String(contentsOfFile: report, encoding: .utf8)
         // No standard signal (1-31) ignored or blocked; this test process ignores SIGPIPE, for
         // one. (The C library keeps signals 32 and 33 to itself.)
         func mask(_ field: String) -> UInt64? {

@@ -51,9 +51,11 @@ extension Engine {
             context.method = parsed
             // A route that streams its body is found now, and its own size limit applies.
             var streaming: (request: Request, handler: Router.Handler, route: Int, limit: Int)?
-            if router?.hasStreamingRoutes == true, let router {
+            // Only a method some streaming route has: the others never need the early route.
+            // (`router!` in place: binding it with `if let` would copy the whole router.)
+            if router?.mayStream(parsed) == true {
                 var request = makeRequest(context, url: url, method: method, version: version)
-                if case .handler(let handler, let route) = router.resolve(&request), let limit = router.streamingLimits[route] {
+                if case .handler(let handler, let route) = router!.resolve(&request), let limit = router!.streamingLimits[route] {
                     streaming = (request, handler, route, limit)
                 }
             }

@@ -27,21 +27,21 @@ extension Engine {
                 return queue(isReady ? Engine.readyProbe : Engine.drainingProbe, on: context)
             }
         }
-        if let router {
-            switch router.resolve(&request) {
-            case .handler(let handler, let route):
-                context.route = route
-                return run(handler, context, request)
-            case .answered(let response):
-                return answer(response, router, context, request)
-            case .notFound:
-                return answer(Router.notFoundResponse, router, context, request)
-            case .methodNotAllowed(let allow):
-                return answer(Router.methodNotAllowed(allow: allow), router, context, request)
-            }
+        // The router is used in place (`router?.`): binding it with `if let` would copy it.
+        switch router?.resolve(&request) {
+        case .handler(let handler, let route)?:
+            context.route = route
+            return run(handler, context, request)
+        case .answered(let response)?:
+            return answer(response, context, request)
+        case .notFound?:
+            return answer(Router.notFoundResponse, context, request)
+        case .methodNotAllowed(let allow)?:
+            return answer(Router.methodNotAllowed(allow: allow), context, request)
+        case nil:
+            let handler = self.handler!
+            return runAsync(context, request) { try await handler.respond(to: $0) }
         }
-        let handler = self.handler!
-        return runAsync(context, request) { try await handler.respond(to: $0) }
     }
 
     /// Runs a route's chain: inline on this thread, or as a task (see ``runAsync(_:_:_:)``).
@@ -61,8 +61,8 @@ extension Engine {
     }
 
     /// An answer no route gave (404, 405, an interceptor's), through the router's middleware.
-    private func answer(_ response: Response, _ router: Router, _ context: EngineRequest, _ request: Request) -> MHD_Result {
-        guard let chain = router.fallback(response) else { return queue(response, on: context) }
+    private func answer(_ response: Response, _ context: EngineRequest, _ request: Request) -> MHD_Result {
+        guard let chain = router?.fallback(response) else { return queue(response, on: context) }
         return run(chain, context, request)
     }
 
@@ -207,8 +207,25 @@ private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
         collection.pointee.inexactCoding = true
     }
     // A name that is not a token is reported above and the request rejected; its field is not kept.
-    if let name = HTTPField.Name(String(cString: key)) {
+    if let name = commonName(key, length: nameLength) ?? HTTPField.Name(String(cString: key)) {
         collection.pointee.headers.append(HTTPField(name: name, value: value.map { String(cString: $0) } ?? ""))
     }
     return .YES
+}
+
+/// The field name `key` when it is one that clients send on nearly every request, spelled the
+/// usual way (exact case, so the name keeps its spelling as sent): taken as the library's
+/// constant instead of being copied, validated and lowercased again for every request.
+private func commonName(_ key: UnsafePointer<CChar>, length: Int) -> HTTPField.Name? {
+    switch length {
+    case 4 where strcmp(key, "Host") == 0: return .hostField
+    case 6 where strcmp(key, "Accept") == 0: return .accept
+    case 10 where strcmp(key, "User-Agent") == 0: return .userAgent
+    case 10 where strcmp(key, "Connection") == 0: return .connection
+    case 12 where strcmp(key, "Content-Type") == 0: return .contentType
+    case 13 where strcmp(key, "Authorization") == 0: return .authorization
+    case 14 where strcmp(key, "Content-Length") == 0: return .contentLength
+    case 15 where strcmp(key, "Accept-Encoding") == 0: return .acceptEncoding
+    default: return nil
+    }
 }

@@ -98,6 +98,19 @@ public struct Router: HTTPHandler {
     /// Whether any route streams its body: only then is a request routed as soon as its
     /// headers arrive. Kept up to date by `add`, so the per-request check is one load.
     private(set) var hasStreamingRoutes = false
+    /// The methods of the routes that stream their body (`HEAD` stands for itself only; a
+    /// streaming `GET` route answers it too, see ``mayStream(_:)``).
+    private var streamingMethods: [HTTPMethod] = []
+
+    /// Whether a request with `method` can reach a route that streams its body: when not, the
+    /// engine need not route it as soon as its headers arrive. One short scan, no allocation.
+    func mayStream(_ method: HTTPMethod) -> Bool {
+        guard hasStreamingRoutes else { return false }
+        for candidate in streamingMethods where candidate == method || (method == .head && candidate == .get) {
+            return true
+        }
+        return false
+    }
 
     /// Creates an empty router.
     public init() {}
@@ -344,7 +357,10 @@ public struct Router: HTTPHandler {
         let entry = Entry(handler: handler, route: routeLabels.count)
         routeLabels.append((method.rawValue, "/" + segments.joined(separator: "/")))
         streamingLimits.append(streamingLimit)
-        if streamingLimit != nil { hasStreamingRoutes = true }
+        if streamingLimit != nil {
+            hasStreamingRoutes = true
+            if !streamingMethods.contains(method) { streamingMethods.append(method) }
+        }
         if !segments.contains(where: { $0.hasPrefix(":") || $0 == "*" }) {
             exact["/" + segments.joined(separator: "/"), default: [:]][method] = entry
             return
