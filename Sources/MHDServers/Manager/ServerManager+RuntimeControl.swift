@@ -36,9 +36,10 @@ extension ServerManager {
     /// listening socket before the old one stops accepting.
     ///
     /// The hand-over, in order: the new server starts on the same address and serves at once
-    /// (both accept for a moment); its lifecycle's ``ServerLifecycle/onStarted(_:context:)``
-    /// runs; the old daemon stops accepting without closing the socket; its in-flight requests
-    /// finish (their responses close their connections, so clients reconnect to the new one),
+    /// (both accept for a moment); the old daemon stops accepting without closing the socket;
+    /// the new lifecycle's ``ServerLifecycle/onStarted(_:context:)`` runs; the old server's
+    /// in-flight requests finish (their responses close their connections, so clients reconnect
+    /// to the new one),
     /// and connections that stay open idle for ``handOverIdleTime`` are closed; then the old
     /// daemon stops, all within ``shutdownTimeout``. A restart is not a stop:
     /// ``ServerLifecycle/onShutdown(context:)`` does not run. Counters in ``servers`` start from
@@ -133,13 +134,17 @@ extension ServerManager {
             entry.server.fail(error)
             throw error
         }
-        // Swap, unless a shutdown began meanwhile (then the drain has the old one already).
+        // Swap, unless a shutdown began meanwhile (then the drain has the old one already). The
+        // old server stops accepting in the same step: a drain that begins right after must find
+        // it quiesced before it shuts the shared socket down through the new one (an engine
+        // still polling a socket shut down under it aborts when it is quiesced later).
         let swapped = state.withLock { locals -> Bool in
             guard locals.machine.acceptsRuntimeChanges,
                 let index = locals.servers.firstIndex(where: { $0.server === old.server })
             else { return false }
             locals.servers[index] = entry
             locals.retiring.append(old)
+            old.server.stopAccepting(deadline: .now + shutdownTimeout, handOverIdleTime: sameAddress ? handOverIdleTime : nil)
             return true
         }
         guard swapped else {
@@ -151,10 +156,9 @@ extension ServerManager {
                 message: "the manager began shutting down during the restart")
         }
         logger.info(
-            "\(name): generation \(entry.generation) serving on \(address.url); the previous one drains",
+            "\(name): generation \(entry.generation) serving on \(address.url); the previous one stopped accepting and drains",
             metadata: ["server": "\(name)"])
         await entry.lifecycle.onStarted(address, context: entry.context)
-        old.server.stopAccepting(deadline: .now + shutdownTimeout, handOverIdleTime: sameAddress ? handOverIdleTime : nil)
         await old.server.finishShutdown(reportsStopped: replacing)
         state.withLock { $0.retiring.removeAll { $0.server === old.server } }
         if !sameAddress { releasePortClaim(oldAddress.port) }

@@ -656,7 +656,8 @@ public final class ServerManager: Sendable {
         ])
         let (current, runners) = state.withLock { locals in
             locals.drainDeadline = deadline
-            return (locals.servers + locals.retiring, locals.sideServices)
+            // Predecessors first: they share a socket with their successor, which shuts it down.
+            return (locals.retiring + locals.servers, locals.sideServices)
         }
         if drainDelay > .zero && !forced && !handingOver {
             notifier?.status("shutting down: draining, deadline in \(shutdownTimeout)")
