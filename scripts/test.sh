@@ -13,6 +13,10 @@ echo "== unit tests"
 swift test
 
 echo
+echo "== stress tests that keep both cores busy, on their own (busy streams cut at the drain deadline)"
+MHDSERVERS_STRESS=1 swift test --skip-build --filter SuspensionRaceTests
+
+echo
 echo "== documentation examples (README, DocC, doc comments) type-check"
 scripts/doc-examples.sh
 
@@ -59,6 +63,7 @@ if ((SANITIZERS)); then
     echo
     echo "== unit tests under ThreadSanitizer"
     swift test --sanitize=thread --scratch-path .build-tsan
+    MHDSERVERS_STRESS=1 swift test --sanitize=thread --scratch-path .build-tsan --skip-build --filter SuspensionRaceTests
     echo
     echo "== unit tests under AddressSanitizer and LeakSanitizer"
     LSAN_OPTIONS="suppressions=$PWD/Tests/lsan-suppressions.txt" \

@@ -8,7 +8,13 @@ import Testing
 /// registry the shutdown empties. A writer that resumed its connection used to leave the
 /// registry a moment later, after the engine could have suspended the connection again (its
 /// late removal then dropped that new suspension): about one run in three of this test aborted.
-@Suite("Suspensions at the drain deadline", .timeLimit(.minutes(3)))
+///
+/// It keeps both cores busy for about 6 s, which would push the timing bounds of the tests that
+/// run beside it, so it runs on its own: `scripts/test.sh` runs it after the unit tests with
+/// `MHDSERVERS_STRESS=1 swift test --filter SuspensionRaceTests`; a plain `swift test` skips it.
+@Suite(
+    "Suspensions at the drain deadline", .timeLimit(.minutes(3)),
+    .enabled(if: ProcessInfo.processInfo.environment["MHDSERVERS_STRESS"] == "1", "set MHDSERVERS_STRESS=1 (scripts/test.sh does)"))
 struct SuspensionRaceTests {
     @Test func busyStreamsCutAtTheDeadlineNeverLeaveASuspendedConnection() async {
         let standardError = ChildStandardError()
