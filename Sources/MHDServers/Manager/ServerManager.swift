@@ -87,11 +87,12 @@ public final class ServerManager: Sendable {
     struct Managed: Sendable {
         let server: HTTPServer
         let context: HTTPServerContext
-        let lifecycle: any ServerLifecycle
         /// What it was made from, for a restart.
         let definition: Server
         /// 1 at first; one more for each restart or replacement.
         let generation: Int
+
+        var lifecycle: any ServerLifecycle { definition.lifecycle }
     }
 
     /// Creates a manager.
@@ -504,18 +505,14 @@ public final class ServerManager: Sendable {
                 case .available(let port): lifecycle.onPortAvailable(port, context: context)
                 }
             },
-            started: { address in await lifecycle.onStarted(address, context: context) },
-            // A server's own shutdown starts the manager-wide drain first, so all servers
-            // stop accepting together even when the group reaches a runtime-added server
-            // before the coordinator.
-            shuttingDown: { [weak self] in await self?.beginDrain() },
-            stopsAcceptingThroughManager: true,
+            // The manager calls `onStarted` itself, once every server serves.
+            started: { _ in },
             stopped: { await lifecycle.onShutdown(context: context) })
         let http = HTTPServer(
             config: server.config, responder: .router(router), logger: context.logger,
             shutdownTimeout: shutdownTimeout, events: events)
         context.attach(http)
-        return Managed(server: http, context: context, lifecycle: lifecycle, definition: server, generation: generation)
+        return Managed(server: http, context: context, definition: server, generation: generation)
     }
 
     /// Adds servers to the manager's list, refusing a name already used.

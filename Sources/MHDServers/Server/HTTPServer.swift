@@ -150,13 +150,8 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         } onCancelOrGracefulShutdown: {
             self.requestShutdown()
         }
-        // Cancelled rather than asked to shut down gracefully: stop at once, without a drain
-        // (and without waiting for a manager's drain delay).
-        if Task.isCancelled {
-            forceStop()
-        } else {
-            await events.shuttingDown()
-        }
+        // Cancelled rather than asked to shut down gracefully: stop at once, without a drain.
+        if Task.isCancelled { forceStop() }
         await finishShutdown()
     }
 
@@ -187,13 +182,7 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         case .bind:
             break
         }
-        let socket = try ListeningSocket.bind(config, excluding: excluded, observe: events.bindAttempt)
-        let address = BoundAddress(host: config.host, port: socket.port, scheme: config.tls == nil ? "http" : "https")
-        if case .close(let socket) = lock.withLock({ $0.machine.bound(socket, at: address) }) {
-            socket.close()
-            throw CancellationError()
-        }
-        return address
+        return try adopt(ListeningSocket.bind(config, excluding: excluded, observe: events.bindAttempt))
     }
 
     /// Starts the engine on the bound socket (idempotent) and wakes ``listeningAddress()``
@@ -232,8 +221,9 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         lock.withLock { $0.machine.engine }?.metrics.registerSeries()
     }
 
-    /// Takes `socket` (a duplicate of a predecessor's listening socket) instead of binding
-    /// one: the server starts on the same address while the predecessor still serves.
+    /// Takes `socket` as the server's listening socket: one just bound, or a duplicate of a
+    /// predecessor's (the server then starts on the same address while the predecessor still
+    /// serves).
     func adopt(_ socket: ListeningSocket) throws -> BoundAddress {
         let address = BoundAddress(host: config.host, port: socket.port, scheme: config.tls == nil ? "http" : "https")
         if case .close(let socket) = lock.withLock({ $0.machine.bound(socket, at: address) }) {
@@ -307,10 +297,9 @@ public final class HTTPServer: Service, Sendable, CustomStringConvertible {
         perform(lock.withLock { $0.machine.forceStop() })
     }
 
-    /// Asks `run()` to go on to the drain; a standalone server stops accepting now (a managed one
-    /// when its manager says so, after the drain delay). Idempotent.
+    /// Stops accepting now and asks `run()` to go on to the drain. Idempotent.
     func requestShutdown() {
-        if !events.stopsAcceptingThroughManager { stopAccepting() }
+        stopAccepting()
         let waiter = lock.withLock { locals -> CheckedContinuation<Void, Never>? in
             guard locals.machine.requestShutdown() else { return nil }
             defer { locals.runWaiter = nil }

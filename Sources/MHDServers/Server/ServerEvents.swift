@@ -1,15 +1,12 @@
 import Logging
 
 /// What an ``HTTPServer`` reports while it binds, starts and stops. Standalone servers log;
-/// servers run by a ``ServerManager`` forward to their ``ServerLifecycle``.
+/// servers run by a ``ServerManager`` forward to their ``ServerLifecycle`` (the manager starts
+/// and stops them itself, through their slots, so only the bind attempts and the stop reach it
+/// this way).
 struct ServerEvents: Sendable {
     var bindAttempt: @Sendable (ListeningSocket.BindAttempt) -> Void
     var started: @Sendable (BoundAddress) async -> Void
-    /// The server's own graceful shutdown begins (before it drains).
-    var shuttingDown: @Sendable () async -> Void = {}
-    /// A manager stops this server accepting (after its drain delay, with its shared deadline);
-    /// a standalone server stops accepting as soon as its shutdown is asked for.
-    var stopsAcceptingThroughManager = false
     var stopped: @Sendable () async -> Void
 
     static func logging(_ name: String, _ logger: Logger) -> ServerEvents {
