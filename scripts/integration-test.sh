@@ -13,9 +13,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 WORK=$(mktemp -d)
 PIDS=()
-PASSED=0
-FAILED=0
-FAILURES=()
+source scripts/lib.sh
 
 cleanup() {
     for pid in "${PIDS[@]}"; do
@@ -42,28 +40,10 @@ if [[ -z "${APP:-}" ]]; then
     APP="$(swift build --show-bin-path)/app"
 fi
 
-pass() { PASSED=$((PASSED + 1)); echo "  ok    $1"; }
-fail() { FAILED=$((FAILED + 1)); FAILURES+=("$1"); echo "  FAIL  $1${2:+: $2}"; }
-check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
 
 # A run of 23 free ports (nothing listening, bindable now), below the kernel's ephemeral range
 # (32768 and up), so no outgoing connection of this machine can take one in between.
-BASE=$(python3 - <<'PY'
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-for _ in range(200):
-    base = random.randrange(20000, 32768 - 23)
-    if all(free(base + i) for i in range(23)):
-        print(base); break
-PY
-)
+BASE=$(free_port_run 23)
 [[ -n "$BASE" ]] || { echo "no free port range" >&2; exit 2; }
 echo "app: $APP"
 echo "ports: $BASE..$((BASE + 22))"
@@ -1239,9 +1219,4 @@ else
     fail "start under a 256-descriptor limit" "$(cat "$ERR")"
 fi
 
-echo
-if ((FAILED > 0)); then
-    echo "failed:"; printf '  - %s\n' "${FAILURES[@]}"
-fi
-echo "integration: $PASSED passed, $FAILED failed"
-((FAILED == 0))
+summary "integration"

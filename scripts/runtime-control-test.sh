@@ -14,9 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 WORK=$(mktemp -d)
 PIDS=()
-PASSED=0
-FAILED=0
-FAILURES=()
+source scripts/lib.sh
 
 cleanup() {
     for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
@@ -37,26 +35,8 @@ mkdir -p "$WORK/bin"
 cp "$APP" "$WORK/bin/app"
 BIN="$WORK/bin/app"
 
-pass() { PASSED=$((PASSED + 1)); echo "  ok    $1"; }
-fail() { FAILED=$((FAILED + 1)); FAILURES+=("$1"); echo "  FAIL  $1${2:+: $2}"; }
-check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
 
-BASE=$(python3 - <<'PY'
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-for _ in range(200):
-    base = random.randrange(20000, 32768 - 20)
-    if all(free(base + i) for i in range(20)):
-        print(base); break
-PY
-)
+BASE=$(free_port_run 20)
 [[ -n "$BASE" ]] || { echo "no free port range" >&2; exit 2; }
 P=$BASE
 A=$((BASE + 1))
@@ -301,9 +281,4 @@ fi
 kill -KILL "$LISTENER" 2>/dev/null
 wait "$LISTENER" 2>/dev/null
 
-echo
-if ((FAILED > 0)); then
-    echo "failed:"; printf '  - %s\n' "${FAILURES[@]}"
-fi
-echo "runtime control: $PASSED passed, $FAILED failed"
-((FAILED == 0))
+summary "runtime control"

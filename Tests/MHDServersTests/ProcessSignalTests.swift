@@ -106,7 +106,7 @@ struct ProcessSignalTests {
             for round in 0..<30 {
                 let delay = useconds_t(round * 150)
                 let logger = Logger(label: "signals") { _ in
-                    OnMessage(prefix: "starting") {
+                    CallbackLogHandler.onMessage(prefix: "starting") {
                         Task.detached {
                             usleep(delay)
                             kill(getpid(), SIGTERM)
@@ -201,18 +201,10 @@ struct ProcessSignalTests {
 }
 
 /// A log handler that runs `action` when a message starts with `prefix`.
-struct OnMessage: LogHandler {
-    let prefix: String
-    let action: @Sendable () -> Void
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        if "\(event.message)".hasPrefix(prefix) { action() }
+extension CallbackLogHandler {
+    static func onMessage(prefix: String, _ action: @escaping @Sendable () -> Void) -> CallbackLogHandler {
+        CallbackLogHandler { event in
+            if "\(event.message)".hasPrefix(prefix) { action() }
+        }
     }
 }

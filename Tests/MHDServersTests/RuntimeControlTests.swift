@@ -33,17 +33,12 @@ struct ReplacementAPI: ServerLifecycle {
     }
 }
 
-/// Keeps what is logged at `error` level or above.
-struct CapturingLogHandler: LogHandler {
-    let messages: Locked<[String]>
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        if event.level >= .error { messages.withLock { $0.append("\(event.message)") } }
+extension CallbackLogHandler {
+    /// Keeps what is logged at `error` level or above.
+    static func errors(into messages: Locked<[String]>) -> CallbackLogHandler {
+        CallbackLogHandler { event in
+            if event.level >= .error { messages.withLock { $0.append("\(event.message)") } }
+        }
     }
 }
 
@@ -232,7 +227,7 @@ struct RuntimeControlTests {
             func onReload(context: HTTPServerContext) async throws { throw HTTPError(.internalServerError, message: "bad flags") }
         }
         let messages = Locked<[String]>([])
-        let logger = Logger(label: "test") { _ in CapturingLogHandler(messages: messages) }
+        let logger = Logger(label: "test") { _ in CallbackLogHandler.errors(into: messages) }
         let manager = ServerManager(logger: logger, notifiesSystemd: false)
         let recorder = Recorder()
         manager.onReload { recorder.record("manager:reload") }
@@ -264,18 +259,6 @@ struct RuntimeControlTests {
 /// Certificates on disk rotated under load: SIGHUP's reload, driven by ``ServerManager/reload()``.
 @Suite("Certificate reload", .timeLimit(.minutes(3)))
 struct CertificateReloadTests {
-    /// A self-signed certificate and key for 127.0.0.1 with the common name `name`.
-    static func makeCertificate(_ name: String, in directory: URL) throws -> (cert: String, key: String) {
-        let cert = directory.appendingPathComponent("\(name).crt").path
-        let key = directory.appendingPathComponent("\(name).key").path
-        let result = try runCommand([
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-            "-subj", "/CN=\(name)", "-addext", "subjectAltName=IP:127.0.0.1",
-        ])
-        #expect(result.status == 0)
-        return (cert, key)
-    }
-
     /// The common name of the certificate the server presents to a new connection.
     static func presentedName(_ port: Int) async throws -> String {
         let result = try await runCommandOnThread(
@@ -288,8 +271,8 @@ struct CertificateReloadTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mhd-reload-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let one = try Self.makeCertificate("one", in: directory)
-        let two = try Self.makeCertificate("two", in: directory)
+        let one = try TLSTests.makeCertificate(commonName: "one", in: directory)
+        let two = try TLSTests.makeCertificate(commonName: "two", in: directory)
         let cert = directory.appendingPathComponent("server.crt").path
         let key = directory.appendingPathComponent("server.key").path
         func install(_ pair: (cert: String, key: String)) throws {
@@ -299,7 +282,7 @@ struct CertificateReloadTests {
         try install(one)
 
         let messages = Locked<[String]>([])
-        let logger = Logger(label: "test") { _ in CapturingLogHandler(messages: messages) }
+        let logger = Logger(label: "test") { _ in CallbackLogHandler.errors(into: messages) }
         let manager = ServerManager(logger: logger, notifiesSystemd: false, handOverIdleTime: .milliseconds(200))
         var config = ServerConfig(name: "secure", port: 0)
         config.tls = try .files(certificate: cert, privateKey: key)

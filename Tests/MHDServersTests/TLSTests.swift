@@ -9,14 +9,21 @@ struct TLSTests {
     static func makeCertificate() throws -> (directory: URL, cert: String, key: String) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mhd-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let cert = directory.appendingPathComponent("cert.pem").path
-        let key = directory.appendingPathComponent("key.pem").path
+        let (cert, key) = try makeCertificate(commonName: "localhost", in: directory)
+        return (directory, cert, key)
+    }
+
+    /// A self-signed certificate and key for 127.0.0.1 and localhost with the common name
+    /// `commonName`, as `NAME.crt` and `NAME.key` in `directory` (made by openssl).
+    static func makeCertificate(commonName: String, in directory: URL) throws -> (cert: String, key: String) {
+        let cert = directory.appendingPathComponent("\(commonName).crt").path
+        let key = directory.appendingPathComponent("\(commonName).key").path
         let result = try runCommand([
             "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-subj", "/CN=\(commonName)", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ])
         #expect(result.status == 0)
-        return (directory, cert, key)
+        return (cert, key)
     }
 
     @Test func servesHttpsVerifiedByCurl() async throws {
