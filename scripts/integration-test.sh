@@ -1104,26 +1104,8 @@ fi
 echo
 echo "== systemd notify: READY, STATUS, WATCHDOG, STOPPING to a socket of our own"
 NOTIFY="$WORK/notify.sock"
-# Stands in for systemd: every datagram on one line ("|" for newlines), until STATUS=stopped (30 s at most).
-python3 - "$NOTIFY" "$WORK/notify.msgs" <<'PY' &
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-s.settimeout(0.2)
-end = time.monotonic() + 30
-with open(sys.argv[2], "a") as out:
-    while time.monotonic() < end:
-        try:
-            data = s.recv(4096)
-        except socket.timeout:
-            continue
-        out.write(data.decode().replace("\n", "|") + "\n")
-        out.flush()
-        if b"STATUS=stopped" in data:
-            break
-PY
-LISTENER=$!; PIDS+=("$LISTENER")
-check "the notify socket listens" bash -c "for i in \$(seq 100); do [[ -S '$NOTIFY' ]] && exit 0; sleep 0.05; done; exit 1"
+# Stands in for systemd until STATUS=stopped (30 s at most).
+check "the notify socket listens" notify_listener "$NOTIFY" "$WORK/notify.msgs" 30 "STATUS=stopped"
 if NOTIFY_SOCKET="$NOTIFY" WATCHDOG_USEC=300000 start notify --public-port "$P" --admin-port "$A"; then
     check "READY=1 with MAINPID and where each server listens" wait_log "$WORK/notify.msgs" \
         "^READY=1|MAINPID=$APP_PID|STATUS=serving: public http://127.0.0.1:$P, admin http://127.0.0.1:$A\$" 10

@@ -40,3 +40,33 @@ summary() {
     echo "$1: $PASSED passed, $FAILED failed"
     ((FAILED == 0))
 }
+
+# notify_listener SOCKET FILE SECONDS [UNTIL]: stands in for systemd's notify socket in the
+# background (sets LISTENER, adds it to PIDS): every datagram on one line of FILE ("|" for
+# newlines), for SECONDS at most, or until a datagram contains UNTIL. Returns once the socket
+# exists (5 s at most; non-zero if it never does).
+notify_listener() {
+    python3 - "$1" "$2" "$3" "${4:-}" <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(0.2)
+end = time.monotonic() + float(sys.argv[3])
+until = sys.argv[4].encode()
+with open(sys.argv[2], "a") as out:
+    while time.monotonic() < end:
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            continue
+        out.write(data.decode().replace("\n", "|") + "\n")
+        out.flush()
+        if until and until in data:
+            break
+PY
+    LISTENER=$!
+    PIDS+=("$LISTENER")
+    local i
+    for ((i = 0; i < 100; i++)); do [[ -S $1 ]] && return 0; sleep 0.05; done
+    return 1
+}

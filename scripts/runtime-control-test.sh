@@ -158,6 +158,8 @@ subject() {
         | sed 's/.*CN *= *//'
 }
 status() { curl -sk --max-time 10 -o /dev/null -w '%{http_code}' "$@"; }
+# term_exits_0: SIGTERM to the app (this shell's child) ends it with exit status 0.
+term_exits_0() { kill -TERM "$APP_PID"; wait "$APP_PID"; }
 
 echo
 echo "== restart one server through the admin API, under load"
@@ -186,8 +188,7 @@ if start restart --admin-token secret; then
             curl -s -H 'Authorization: Bearer secret' http://127.0.0.1:$A/admin/servers | grep -q '\"generation\":2,\"inFlight\":[0-9]*,\"name\":\"admin\"' && exit 0
             sleep 0.05
         done; exit 1"
-    kill -TERM "$APP_PID"; wait "$APP_PID"; code=$?
-    check "then SIGTERM exits 0" test "$code" = 0
+    check "then SIGTERM exits 0" term_exits_0
 else
     fail "start for the restart cases"
 fi
@@ -215,8 +216,7 @@ if start tls --tls-cert "$WORK/server.crt" --tls-key "$WORK/server.key"; then
     check "  and new connections are still shown 'two'" test "$(subject "$P")" = two
     check "  and the process still serves" test "$(status "https://127.0.0.1:$P/api/hello")" = 200
     check "SIGHUP did not end the process" kill -0 "$APP_PID"
-    kill -TERM "$APP_PID"; wait "$APP_PID"; code=$?
-    check "then SIGTERM exits 0" test "$code" = 0
+    check "then SIGTERM exits 0" term_exits_0
 else
     fail "start with TLS"
 fi
@@ -224,23 +224,7 @@ fi
 echo
 echo "== SIGUSR2 upgrades the binary with the sockets, under load"
 NOTIFY="$WORK/notify.sock"
-python3 - "$NOTIFY" "$WORK/notify.msgs" <<'PY' &
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-s.settimeout(0.2)
-end = time.monotonic() + 60
-with open(sys.argv[2], "a") as out:
-    while time.monotonic() < end:
-        try:
-            data = s.recv(4096)
-        except socket.timeout:
-            continue
-        out.write(data.decode().replace("\n", "|") + "\n")
-        out.flush()
-PY
-LISTENER=$!; PIDS+=("$LISTENER")
-for ((i = 0; i < 100; i++)); do [[ -S $NOTIFY ]] && break; sleep 0.05; done
+notify_listener "$NOTIFY" "$WORK/notify.msgs" 60 || fail "the stand-in notify socket listens"
 if NOTIFY_SOCKET="$NOTIFY" start upgrade; then
     OLD=$APP_PID
     # A new build installed at the same path (a new file, as a package manager does it).
