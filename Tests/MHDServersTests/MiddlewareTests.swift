@@ -183,6 +183,7 @@ struct MiddlewareTests {
                 guard let user = request.headers["X-User"] else { return .error(.unauthorized) }
                 request.context[UserKey.self] = user
                 request.context.identity = user
+                request.context.logger[metadataKey: "user"] = "\(user)"
                 return nil
             }
         }
@@ -195,6 +196,7 @@ struct MiddlewareTests {
                 request.context.route ?? "-", request.context.requestID ?? "-",
                 "\(request.context.logger[metadataKey: "request-id"] ?? "-")",
                 "\(request.context.logger[metadataKey: "server"] ?? "-")",
+                "\(request.context.logger[metadataKey: "user"] ?? "-")",
             ].joined(separator: "|"))
         }
         // A logger that keeps metadata (the no-op logger of the other tests drops it), silent.
@@ -206,7 +208,7 @@ struct MiddlewareTests {
         let server = HTTPServer(config: ServerConfig(name: "test", port: 0), router: router, logger: logger)
         try await withRunning(server) { port in
             let reply = try await request(port, "GET", "/users/7", headers: ["X-User": "ada", "X-Request-Id": "abc-123"])
-            #expect(reply.text == "ada|ada|/users/:id|abc-123|abc-123|test")
+            #expect(reply.text == "ada|ada|/users/:id|abc-123|abc-123|test|ada")
             #expect(reply.header("X-Request-Id") == "abc-123")
         }
     }

@@ -23,7 +23,11 @@ final class NativeResponse: @unchecked Sendable {
             // Names are tokens and values hold no CR, LF or NUL (HTTPFields checks both as the
             // field is built). The engine computes `Content-Length` and `Date` itself and keeps
             // its own over one set here.
-            _ = MHD_add_response_header(pointer, field.name.rawName, field.value)
+            // Explicit C strings: short ones are copied to the stack, long ones lent in place
+            // (an implicit conversion allocates an array for every short string).
+            field.name.rawName.withCString { name in
+                field.value.withCString { value in _ = MHD_add_response_header(pointer, name, value) }
+            }
         }
         if closeConnection {
             _ = MHD_add_response_header(pointer, "Connection", "close")

@@ -29,8 +29,30 @@ public struct RequestContext: Sendable {
     /// The pattern of the route that matched (`/users/:id`); `nil` when none did.
     public var route: String?
     /// A logger for this request: the server's logger (with `server` metadata), plus what
-    /// middleware add (``RequestIDMiddleware`` adds `request-id`).
-    public var logger: Logger
+    /// middleware add, and `request-id` whenever ``requestID`` is set (``RequestIDMiddleware``
+    /// sets it).
+    ///
+    /// The `request-id` metadata is attached when the logger is read, so a request that logs
+    /// nothing pays nothing for it (a log handler may format its metadata each time it
+    /// changes). Read it once into a local when a handler logs several times:
+    ///
+    /// ```swift
+    /// router.get("/orders") { request in
+    ///     let logger = request.context.logger
+    ///     logger.info("listing orders")
+    ///     return .text("[]")
+    /// }
+    /// ```
+    public var logger: Logger {
+        get {
+            guard let requestID else { return baseLogger }
+            var logger = baseLogger
+            logger[metadataKey: "request-id"] = .string(requestID)
+            return logger
+        }
+        set { baseLogger = newValue }
+    }
+    private var baseLogger: Logger
     private var values: [ObjectIdentifier: any Sendable] = [:]
 
     /// An empty context logging to `logger`.
@@ -39,7 +61,7 @@ public struct RequestContext: Sendable {
     /// let context = RequestContext(logger: Logger(label: "test"))
     /// ```
     public init(logger: Logger = RequestContext.defaultLogger) {
-        self.logger = logger
+        self.baseLogger = logger
     }
 
     /// The logger of a request built outside a server (in a test, say).

@@ -17,31 +17,38 @@ public struct RequestIDMiddleware: InlineMiddleware {
     public let header: String
     /// Whether a caller's ID is kept (otherwise every request gets a new one).
     public let acceptsIncoming: Bool
+    /// `header` as a field name, checked once.
+    private let name: HTTPField.Name
 
-    /// A middleware for `header` (default `X-Request-Id`).
+    /// A middleware for `header` (default `X-Request-Id`), which must be a valid field name (a
+    /// token): another traps here, when the middleware is made.
     ///
     /// ```swift
     /// let ids = RequestIDMiddleware(header: "X-Correlation-Id", acceptsIncoming: false)
     /// ```
     public init(header: String = "X-Request-Id", acceptsIncoming: Bool = true) {
+        guard let name = HTTPField.Name(header) else {
+            preconditionFailure("RequestIDMiddleware: \"\(header)\" is not a valid header field name")
+        }
         self.header = header
+        self.name = name
         self.acceptsIncoming = acceptsIncoming
     }
 
     public func prepare(_ request: inout Request) throws -> Response? {
         let id: String
-        if acceptsIncoming, let incoming = request.headers[header], Self.isSane(incoming) {
+        if acceptsIncoming, let incoming = request.headers[name], Self.isSane(incoming) {
             id = incoming
         } else {
             id = Self.generate()
         }
+        // The request's logger carries it as `request-id` from now on.
         request.context.requestID = id
-        request.context.logger[metadataKey: "request-id"] = "\(id)"
         return nil
     }
 
     public func finish(_ response: inout Response, for request: Request) {
-        if let id = request.context.requestID { response.headers[header] = id }
+        if let id = request.context.requestID { response.headers[name] = id }
     }
 
     /// 1–128 visible ASCII characters: safe to log and to echo in a header.
