@@ -31,13 +31,13 @@ extension Engine {
         switch router?.resolve(&request) {
         case .handler(let handler, let route)?:
             context.route = route
-            return run(handler, context, request)
+            return run(handler, context, &request)
         case .answered(let response)?:
-            return answer(response, context, request)
+            return answer(response, context, &request)
         case .notFound?:
-            return answer(Router.notFoundResponse, context, request)
+            return answer(Router.notFoundResponse, context, &request)
         case .methodNotAllowed(let allow)?:
-            return answer(Router.methodNotAllowed(allow: allow), context, request)
+            return answer(Router.methodNotAllowed(allow: allow), context, &request)
         case nil:
             let handler = self.handler!
             return runAsync(context, request) { try await handler.respond(to: $0) }
@@ -45,12 +45,12 @@ extension Engine {
     }
 
     /// Runs a route's chain: inline on this thread, or as a task (see ``runAsync(_:_:_:)``).
-    private func run(_ handler: Router.Handler, _ context: EngineRequest, _ request: Request) -> MHD_Result {
+    private func run(_ handler: Router.Handler, _ context: EngineRequest, _ request: inout Request) -> MHD_Result {
         switch handler {
         case .sync(let handler):
             let response: Response
             do {
-                response = try handler(request)
+                response = try handler(&request)
             } catch {
                 response = .failure(error, for: request)
             }
@@ -61,9 +61,9 @@ extension Engine {
     }
 
     /// An answer no route gave (404, 405, an interceptor's), through the router's middleware.
-    private func answer(_ response: Response, _ context: EngineRequest, _ request: Request) -> MHD_Result {
+    private func answer(_ response: Response, _ context: EngineRequest, _ request: inout Request) -> MHD_Result {
         guard let chain = router?.fallback(response) else { return queue(response, on: context) }
-        return run(chain, context, request)
+        return run(chain, context, &request)
     }
 
     func makeRequest(

@@ -87,9 +87,9 @@ public struct JSONCoding: Sendable {
     func binding(_ handler: Router.Handler) -> Router.Handler {
         switch handler {
         case .sync(let handler):
-            return .sync { request in try JSONCoding.$current.withValue(self) { try handler(request) } }
+            return .sync { request in try JSONCoding.$current.withValue(self) { try handler(&request) } }
         case .async(let handler):
-            return .async { request in try await JSONCoding.$current.withValue(self) { try await handler(request) } }
+            return .async { request in try await JSONCoding.$current.withValue(self) { try await handler(&request) } }
         }
     }
 }

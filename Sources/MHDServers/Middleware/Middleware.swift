@@ -88,19 +88,17 @@ enum MiddlewareChain {
         switch (middleware as? any InlineMiddleware, inner) {
         case (let inline?, .sync(let handler)):
             return .sync { request in
-                var request = request
                 if let answer = try inline.prepare(&request) { return answer }
                 var response: Response
-                do { response = try handler(request) } catch { response = .failure(error, for: request) }
+                do { response = try handler(&request) } catch { response = .failure(error, for: request) }
                 inline.finish(&response, for: request)
                 return response
             }
         case (let inline?, .async(let handler)):
             return .async { request in
-                var request = request
                 if let answer = try inline.prepare(&request) { return answer }
                 var response: Response
-                do { response = try await handler(request) } catch { response = .failure(error, for: request) }
+                do { response = try await handler(&request) } catch { response = .failure(error, for: request) }
                 inline.finish(&response, for: request)
                 return response
             }
@@ -115,11 +113,13 @@ enum MiddlewareChain {
         switch handler {
         case .sync(let handler):
             return { request in
-                do { return try handler(request) } catch { return .failure(error, for: request) }
+                var request = request
+                do { return try handler(&request) } catch { return .failure(error, for: request) }
             }
         case .async(let handler):
             return { request in
-                do { return try await handler(request) } catch { return .failure(error, for: request) }
+                var request = request
+                do { return try await handler(&request) } catch { return .failure(error, for: request) }
             }
         }
     }

@@ -48,7 +48,14 @@ public struct RequestIDMiddleware: InlineMiddleware {
     }
 
     public func finish(_ response: inout Response, for request: Request) {
-        if let id = request.context.requestID { response.headers[name] = id }
+        guard let id = request.context.requestID else { return }
+        // Appended when the response has none (the usual case: a replacing set costs several
+        // times as much).
+        if response.headers.contains(name) {
+            response.headers[name] = id
+        } else {
+            response.headers.append(HTTPField(name: name, value: id))
+        }
     }
 
     /// 1–128 visible ASCII characters: safe to log and to echo in a header.

@@ -23,9 +23,11 @@
 /// never block other requests.
 public struct Router: HTTPHandler {
     /// How a route's handler is called.
+    /// A route's chain. It takes the request `inout` so that an inline middleware changes it
+    /// in place instead of copying it (a `Request` copy retains a dozen references).
     enum Handler: Sendable {
-        case sync(@Sendable (Request) throws -> Response)
-        case async(@Sendable (Request) async throws -> Response)
+        case sync(@Sendable (inout Request) throws -> Response)
+        case async(@Sendable (inout Request) async throws -> Response)
     }
 
     /// A registered handler and the index of its route in ``routeLabels``.
@@ -125,7 +127,7 @@ public struct Router: HTTPHandler {
     public mutating func on(
         _ method: HTTPMethod, _ path: String, use handler: @escaping @Sendable (Request) throws -> Response
     ) {
-        add(method, path, .sync(handler))
+        add(method, path, .sync { try handler($0) })
     }
 
     /// Adds a route whose handler is asynchronous; it runs as a task while the connection waits.
@@ -136,7 +138,7 @@ public struct Router: HTTPHandler {
     public mutating func on(
         _ method: HTTPMethod, _ path: String, use handler: @escaping @Sendable (Request) async throws -> Response
     ) {
-        add(method, path, .async(handler))
+        add(method, path, .async { try await handler($0) })
     }
 
     /// Adds an ``HTTPHandler`` for `method` and `path`.
@@ -176,7 +178,7 @@ public struct Router: HTTPHandler {
         use handler: @escaping @Sendable (Request) async throws -> Response
     ) {
         precondition(maxSize >= 0, "a negative body size limit")
-        add(method, path, .async(handler), streamingLimit: maxSize)
+        add(method, path, .async { try await handler($0) }, streamingLimit: maxSize)
     }
 
     /// `POST` route that receives its body as a stream (see ``on(_:_:streamingBodyUpTo:use:)``).
