@@ -77,18 +77,18 @@ extension Engine {
             path = target.path
             headers[.hostField] = target.authority
         }
-        var request = Request(
+        let body = context.body
+        context.body = []
+        return Request(
             method: context.method,
             path: path,
             query: context.query.isEmpty ? QueryParameters() : QueryParameters(parsing: context.query),
             headers: headers,
-            body: context.body,
+            body: body,
             remoteAddress: nil,
+            peer: PeerAddress(mhds_connection_client_address(connection)),
             version: Engine.versionString(version),
             logger: logger)
-        request.peer = PeerAddress(mhds_connection_client_address(connection))
-        context.body = []
-        return request
     }
 
     /// The request line's version, without allocating for the common ones.

@@ -65,7 +65,7 @@ public struct Request: Sendable {
     /// A request whose context logs to `logger` (the server's), built once per request.
     init(
         method: HTTPMethod, path: String, query: QueryParameters, headers: HTTPHeaders, body: [UInt8],
-        remoteAddress: String?, version: String, logger: Logger
+        remoteAddress: String?, peer: PeerAddress? = nil, version: String, logger: Logger
     ) {
         self.method = method
         self.path = path
@@ -73,7 +73,7 @@ public struct Request: Sendable {
         self.headers = headers
         self.body = body
         self.remoteOverride = remoteAddress
-        self.peer = nil
+        self.peer = peer
         self.parameters = Parameters()
         self.version = version
         self.context = RequestContext(logger: logger)
