@@ -13,7 +13,7 @@ extension Engine {
     /// suspension.
     func runAsync(
         _ context: EngineRequest, _ request: Request,
-        _ handler: @escaping @Sendable (inout Request) async throws -> Response
+        _ handler: @escaping @Sendable (Request) async throws -> Response
     ) -> MHD_Result {
         startHandler(context, request, handler)
         return awaitHandler(context)
@@ -22,7 +22,7 @@ extension Engine {
     /// Starts the handler's task at once on this thread (see ``runAsync(_:_:_:)``).
     func startHandler(
         _ context: EngineRequest, _ request: Request,
-        _ handler: @escaping @Sendable (inout Request) async throws -> Response
+        _ handler: @escaping @Sendable (Request) async throws -> Response
     ) {
         context.exchange = Locked(AsyncExchange())
         // What the handler makes ready on this thread runs here before the callback returns
@@ -31,10 +31,9 @@ extension Engine {
         var started: Task<Void, Never>?
         EngineThreadExecutor.shared.drain {
             started = Task.immediate(executorPreference: EngineThreadExecutor.shared) {
-                var request = request
                 let response: Response
                 do {
-                    response = try await handler(&request)
+                    response = try await handler(request)
                 } catch {
                     // Cancelled by us (client gone, or abandoned at shutdown): not a handler failure.
                     let cancelled = context.exchange.withLock { $0.cancelledByServer }
@@ -105,8 +104,10 @@ extension Engine {
         startHandler(context, request) { request in
             defer { upload.stopReading() }
             switch handler {
-            case .sync(let body): return try body(&request)
-            case .async(let body): return try await body(&request)
+            case .sync(let body):
+                var request = request
+                return try body(&request)
+            case .async(let body): return try await body(request)
             }
         }
     }

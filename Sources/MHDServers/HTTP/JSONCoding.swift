@@ -89,7 +89,7 @@ public struct JSONCoding: Sendable {
         case .sync(let handler):
             return .sync { request in try JSONCoding.$current.withValue(self) { try handler(&request) } }
         case .async(let handler):
-            return .async { request in try await JSONCoding.$current.withValue(self) { try await handler(&request) } }
+            return .async { request in try await JSONCoding.$current.withValue(self) { try await handler(request) } }
         }
     }
 }

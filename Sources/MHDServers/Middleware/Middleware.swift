@@ -96,9 +96,10 @@ enum MiddlewareChain {
             }
         case (let inline?, .async(let handler)):
             return .async { request in
+                var request = request
                 if let answer = try inline.prepare(&request) { return answer }
                 var response: Response
-                do { response = try await handler(&request) } catch { response = .failure(error, for: request) }
+                do { response = try await handler(request) } catch { response = .failure(error, for: request) }
                 inline.finish(&response, for: request)
                 return response
             }
@@ -118,8 +119,7 @@ enum MiddlewareChain {
             }
         case .async(let handler):
             return { request in
-                var request = request
-                do { return try await handler(&request) } catch { return .failure(error, for: request) }
+                do { return try await handler(request) } catch { return .failure(error, for: request) }
             }
         }
     }

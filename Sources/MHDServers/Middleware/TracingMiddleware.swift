@@ -60,7 +60,7 @@ public struct TracingMiddleware: Middleware {
             return .async { request in
                 let span = begin(request)
                 let response = await ServiceContext.withValue(span.context) {
-                    do { return try await handler(&request) } catch { return Response.failure(error, for: request) }
+                    do { return try await handler(request) } catch { return Response.failure(error, for: request) }
                 }
                 end(span, response)
                 return response

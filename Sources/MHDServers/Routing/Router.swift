@@ -22,12 +22,13 @@
 /// one that awaits runs as a Swift task while its connection is suspended, so slow handlers
 /// never block other requests.
 public struct Router: HTTPHandler {
-    /// How a route's handler is called.
-    /// A route's chain. It takes the request `inout` so that an inline middleware changes it
-    /// in place instead of copying it (a `Request` copy retains a dozen references).
+    /// How a route's chain is called. An inline chain takes the request `inout`, so an inline
+    /// middleware changes it in place instead of copying it (a `Request` copy retains a dozen
+    /// references). An async chain borrows it: the user's closure is stored as is, since
+    /// another async layer around it would cost more than the copy it saves.
     enum Handler: Sendable {
         case sync(@Sendable (inout Request) throws -> Response)
-        case async(@Sendable (inout Request) async throws -> Response)
+        case async(@Sendable (Request) async throws -> Response)
     }
 
     /// A registered handler and the index of its route in ``routeLabels``.
@@ -138,7 +139,7 @@ public struct Router: HTTPHandler {
     public mutating func on(
         _ method: HTTPMethod, _ path: String, use handler: @escaping @Sendable (Request) async throws -> Response
     ) {
-        add(method, path, .async { try await handler($0) })
+        add(method, path, .async(handler))
     }
 
     /// Adds an ``HTTPHandler`` for `method` and `path`.
@@ -178,7 +179,7 @@ public struct Router: HTTPHandler {
         use handler: @escaping @Sendable (Request) async throws -> Response
     ) {
         precondition(maxSize >= 0, "a negative body size limit")
-        add(method, path, .async { try await handler($0) }, streamingLimit: maxSize)
+        add(method, path, .async(handler), streamingLimit: maxSize)
     }
 
     /// `POST` route that receives its body as a stream (see ``on(_:_:streamingBodyUpTo:use:)``).
