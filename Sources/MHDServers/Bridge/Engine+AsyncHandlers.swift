@@ -12,7 +12,7 @@ extension Engine {
     /// suspended, and a shutdown either abandons a suspended connection or prevents its
     /// suspension.
     func runAsync(
-        _ context: EngineRequest, _ request: Request,
+        _ context: EngineRequest, _ request: consuming Request,
         _ handler: @escaping @Sendable (Request) async throws -> Response
     ) -> MHD_Result {
         startHandler(context, request, handler)
@@ -21,16 +21,21 @@ extension Engine {
 
     /// Starts the handler's task at once on this thread (see ``runAsync(_:_:_:)``).
     func startHandler(
-        _ context: EngineRequest, _ request: Request,
+        _ context: EngineRequest, _ request: consuming Request,
         _ handler: @escaping @Sendable (Request) async throws -> Response
     ) {
         context.exchange = Locked(AsyncExchange())
+        // The request reaches the task through its context: captured by the task's closure it
+        // would be copied (a dozen references retained, and released again).
+        context.handedOver = consume request
         // What the handler makes ready on this thread runs here before the callback returns
         // (see ``EngineThreadExecutor``): a handler whose awaits complete at once answers
         // without suspending the connection.
         var started: Task<Void, Never>?
         EngineThreadExecutor.shared.drain {
             started = Task.immediate(executorPreference: EngineThreadExecutor.shared) {
+                // Taken while the task still runs synchronously on this thread.
+                let request = context.handedOver.take()!
                 let response: Response
                 do {
                     response = try await handler(request)

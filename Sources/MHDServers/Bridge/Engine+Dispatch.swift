@@ -31,6 +31,8 @@ extension Engine {
         switch router?.resolve(&request) {
         case .handler(let handler, let route)?:
             context.route = route
+            // An async chain takes the request over (moved, not copied).
+            if case .async(let body) = handler { return runAsync(context, consume request, body) }
             return run(handler, context, &request)
         case .answered(let response)?:
             return answer(response, context, &request)
@@ -40,7 +42,7 @@ extension Engine {
             return answer(Router.methodNotAllowed(allow: allow), context, &request)
         case nil:
             let handler = self.handler!
-            return runAsync(context, request) { try await handler.respond(to: $0) }
+            return runAsync(context, consume request) { try await handler.respond(to: $0) }
         }
     }
 

@@ -65,6 +65,9 @@ final class EngineRequest: @unchecked Sendable {
     /// engine thread just before an async handler starts (inline handlers never need it), and
     /// published to other threads through the task and ``SuspendedConnections``.
     var exchange: Locked<AsyncExchange>!
+    /// The request on its way from the engine thread to its handler's task (see
+    /// ``Engine/startHandler(_:_:_:)``): moved in and taken out, never copied.
+    var handedOver: Request?
 
     /// Counts live contexts: every one the engine creates must be released exactly once.
     private let stats: ServerStats
