@@ -177,7 +177,13 @@ struct StateMachineTests {
         var exchange = AsyncExchange()
         #expect(exchange.handlerFinished(with: .text("a")) == .none)
         #expect(exchange.engineWillSuspend(serverStopping: false) == .answer)
-        #expect(exchange.inlineResponse != nil)
+        #expect(exchange.finishedInline)
+        #expect(exchange.takeInlineResponse()?.body == Array("a".utf8))
+        // Taken once: the engine thread queues it, nothing answers twice.
+        #expect(exchange.takeInlineResponse()?.body == nil)
+        #expect(!exchange.finishedInline)
+        #expect(exchange.handlerFinished(with: .text("b")) == .none)
+        #expect(exchange.abandon() == .none)
     }
 
     @Test func suspendedHandlerResumesExactlyOnce() {

@@ -5,7 +5,8 @@
 /// first.
 ///
 /// ```
-/// running ──finished──▶ finishedInline            (answered on the engine thread, no suspension)
+/// running ──finished──▶ finishedInline ──taken──▶ answeredInline   (answered on the engine
+///    │                                                              thread, no suspension)
 ///    │
 ///    └─suspend──▶ suspended ──finished / abandon──▶ resumed(outcome)
 ///    └─suspend while stopping──▶ refused            (answered 503 at once)
@@ -16,6 +17,8 @@ struct AsyncExchange: Sendable {
         case running
         /// The handler finished before the engine thread suspended the connection.
         case finishedInline(Response)
+        /// The engine thread took that response to queue it.
+        case answeredInline
         /// The connection is suspended until someone resumes it.
         case suspended
         /// Resumed, exactly once, with what the engine thread is to do next.
@@ -64,7 +67,7 @@ struct AsyncExchange: Sendable {
             return .suspend
         case .finishedInline:
             return .answer
-        case .suspended, .resumed, .refused:
+        case .answeredInline, .suspended, .resumed, .refused:
             // Not reachable: the engine thread decides once.
             return .refuse
         }
@@ -77,7 +80,7 @@ struct AsyncExchange: Sendable {
     }
 
     /// The handler finished with `response`.
-    mutating func handlerFinished(with response: Response) -> ResumeAction {
+    mutating func handlerFinished(with response: consuming Response) -> ResumeAction {
         switch state {
         case .running:
             state = .finishedInline(response)
@@ -85,7 +88,7 @@ struct AsyncExchange: Sendable {
         case .suspended:
             state = .resumed(clientGone ? .clientGone : .respond(response))
             return .resume
-        case .finishedInline, .resumed, .refused:
+        case .finishedInline, .answeredInline, .resumed, .refused:
             return .none
         }
     }
@@ -104,10 +107,20 @@ struct AsyncExchange: Sendable {
         return task
     }
 
-    /// The response of a handler that finished inline.
-    var inlineResponse: Response? {
-        if case .finishedInline(let response) = state { return response }
-        return nil
+    /// Whether the handler finished inline (its response not taken yet).
+    var finishedInline: Bool {
+        if case .finishedInline = state { return true }
+        return false
+    }
+
+    /// Takes the response of a handler that finished inline, to queue it: moved out, not
+    /// copied (a response copy retains its body and header storage).
+    mutating func takeInlineResponse() -> Response? {
+        guard case .finishedInline = state else { return nil }
+        var taken = State.answeredInline
+        swap(&state, &taken)
+        guard case .finishedInline(let response) = consume taken else { return nil }
+        return response
     }
 
     /// What to do now that the engine calls back after the resume.

@@ -50,14 +50,14 @@ extension Engine {
         }
         let task = started!
         context.exchange.withLock { exchange in
-            if exchange.inlineResponse == nil { exchange.task = task }
+            if !exchange.finishedInline { exchange.task = task }
         }
     }
 
     /// Answers with the handler's response when it is ready: at once if it finished, else
     /// after suspending the connection until its task resumes it.
     func awaitHandler(_ context: EngineRequest) -> MHD_Result {
-        if let response = context.exchange.withLock({ $0.inlineResponse }) {
+        if let response = context.exchange.withLock({ $0.takeInlineResponse() }) {
             return queue(response, on: context)
         }
         // Still running: suspend the connection until the task finishes.
@@ -75,7 +75,7 @@ extension Engine {
             context.phase = .suspended
             return .YES
         }
-        if decision == .answer, let response = context.exchange.withLock({ $0.inlineResponse }) {
+        if decision == .answer, let response = context.exchange.withLock({ $0.takeInlineResponse() }) {
             // It finished meanwhile on another thread.
             return queue(response, on: context)
         }
