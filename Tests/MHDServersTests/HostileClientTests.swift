@@ -179,6 +179,8 @@ struct HostileClientTests {
                 ("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
                 ("Transfer-Encoding: chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
                 ("Transfer-Encoding: chunked\t\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+                ("Transfer-Encoding: chunked\u{0B}\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+                ("Transfer-Encoding: chun\u{01}ked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
                 ("Transfer-Encoding: gzip\r\n\r\nhello", 501),
                 ("Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
                 ("Content-Length: 99999999\r\n\r\n", 413),

@@ -40,10 +40,10 @@ extension Engine {
             context.phase = .receivingBody
             Engine.withConnectionState(connection) { $0.headersComplete() }
             if RequestGuard.hasRawNUL(context, url: url, version: version) { context.invalidTarget = true }
-            let collected = Engine.headers(of: connection)
-            context.headers = collected.headers
-            context.malformedHeader = collected.malformed
-            context.inexactCoding = collected.inexactCoding
+            var collected = Engine.headers(of: connection)
+            context.headers = RawHeaderFields(collected.fields)
+            collected.fields = RawHeaderFields.Builder()
+            context.headerFacts = collected
             context.http10 = strcmp(version, "HTTP/1.0") == 0
             guard let parsed = HTTPMethod.parsed(String(cString: method)) else {
                 return queue(RequestGuard.invalidMethod, on: context, close: true)

@@ -74,10 +74,12 @@ extension Engine {
     ) -> Request {
         let connection = context.connection
         var path = String(cString: url)
-        var headers = context.headers
+        var headers = Request.HeaderStorage.raw(context.headers)
         if url.pointee != 47 /* / */, let target = RequestTarget.absoluteForm(path) {
             path = target.path
-            headers[.hostField] = target.authority
+            var fields = context.headers.fields
+            fields[.hostField] = target.authority
+            headers = .fields(fields)
         }
         let body = context.body
         context.body = []
@@ -106,6 +108,7 @@ extension Engine {
     /// ``HeaderCollection``).
     static func headers(of connection: OpaquePointer) -> HeaderCollection {
         var collection = HeaderCollection()
+        collection.fields.reserve(256)
         withUnsafeMutablePointer(to: &collection) { pointer in
             _ = MHD_get_connection_values(connection, .HEADER_KIND, headerIterator, pointer)
         }
@@ -170,7 +173,9 @@ extension Engine {
     static let shuttingDown = Response.error(.serviceUnavailable, message: "server is shutting down")
 }
 
-/// The header fields as the engine parsed them, checked against RFC 9112 §5 on the way.
+/// The header fields as the engine parsed them, checked against RFC 9112 §5 on the way, and
+/// what ``RequestGuard`` needs to know about them (gathered here, so the guard does not walk
+/// the fields again).
 ///
 /// libmicrohttpd 0.9.75 keeps what a strict parser must reject: a name with whitespace before
 /// the colon (`Content-Length : 5` is stored as the name `"Content-Length "`, so the length is
@@ -181,13 +186,21 @@ extension Engine {
 /// colon and optional whitespace in between: a field that was moved or extended by a fold fails
 /// that test.
 ///
-/// Values are kept as `HTTPFields` keeps them (trimmed, control bytes as spaces), so the one
-/// value whose exact bytes decide how the engine reads the body, `Transfer-Encoding`, is
-/// compared as sent: the engine reads a chunked body only for exactly `chunked` (any case).
+/// The fields themselves are kept as bytes (``RawHeaderFields``) and become `HTTPFields` only
+/// when read. `Transfer-Encoding` is compared as sent: the engine reads a chunked body only for
+/// exactly `chunked` (any case).
 struct HeaderCollection {
-    var headers = HTTPHeaders()
+    var fields = RawHeaderFields.Builder()
     var malformed = false
     var inexactCoding = false
+    /// How many `Host` fields.
+    var hosts = 0
+    /// How many `Content-Length` fields, and the last one's value as sent.
+    var lengthFields = 0
+    var length: String?
+    /// How many `Transfer-Encoding` fields, and their values joined by commas.
+    var codingFields = 0
+    var coding: String?
 }
 
 private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
@@ -195,8 +208,11 @@ private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
     let collection = cls.assumingMemoryBound(to: HeaderCollection.self)
     let nameLength = strlen(key)
     if !RequestGuard.isToken(UnsafeRawBufferPointer(start: key, count: nameLength)) {
+        // A name that is not a token is reported and the request rejected; its field is not kept.
         collection.pointee.malformed = true
-    } else if let value {
+        return .YES
+    }
+    if let value {
         let afterColon = UnsafeRawPointer(key) + nameLength + 1
         let gap = UnsafeRawPointer(value) - afterColon
         if gap < 0 || gap > 256
@@ -205,29 +221,30 @@ private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
             collection.pointee.malformed = true
         }
     }
-    if nameLength == 17, strcasecmp(key, "Transfer-Encoding") == 0, value.map({ strcasecmp($0, "chunked") != 0 }) ?? true {
-        collection.pointee.inexactCoding = true
+    // The fields that frame the body are refused with a control byte in their value (other
+    // fields have control bytes replaced by spaces when they are built, as HTTPFields does).
+    func hasControlByte(_ value: UnsafePointer<CChar>?) -> Bool {
+        guard let value else { return false }
+        return UnsafeRawBufferPointer(start: value, count: strlen(value)).contains { ($0 < 32 && $0 != 9) || $0 == 127 }
     }
-    // A name that is not a token is reported above and the request rejected; its field is not kept.
-    if let name = commonName(key, length: nameLength) ?? HTTPField.Name(String(cString: key)) {
-        collection.pointee.headers.append(HTTPField(name: name, value: value.map { String(cString: $0) } ?? ""))
+    switch nameLength {
+    case 4 where strcasecmp(key, "Host") == 0:
+        collection.pointee.hosts += 1
+    case 14 where strcasecmp(key, "Content-Length") == 0:
+        collection.pointee.lengthFields += 1
+        collection.pointee.length = value.map { String(cString: $0) } ?? ""
+        if hasControlByte(value) { collection.pointee.malformed = true }
+    case 17 where strcasecmp(key, "Transfer-Encoding") == 0:
+        if value.map({ strcasecmp($0, "chunked") != 0 }) ?? true { collection.pointee.inexactCoding = true }
+        let text = value.map { String(cString: $0) } ?? ""
+        collection.pointee.coding = collection.pointee.coding.map { $0 + "," + text } ?? text
+        collection.pointee.codingFields += 1
+        if hasControlByte(value) { collection.pointee.malformed = true }
+    default:
+        break
     }
+    collection.pointee.fields.append(
+        name: UnsafeRawBufferPointer(start: key, count: nameLength),
+        value: UnsafeRawBufferPointer(start: value, count: value.map { strlen($0) } ?? 0))
     return .YES
-}
-
-/// The field name `key` when it is one that clients send on nearly every request, spelled the
-/// usual way (exact case, so the name keeps its spelling as sent): taken as the library's
-/// constant instead of being copied, validated and lowercased again for every request.
-private func commonName(_ key: UnsafePointer<CChar>, length: Int) -> HTTPField.Name? {
-    switch length {
-    case 4 where strcmp(key, "Host") == 0: return .hostField
-    case 6 where strcmp(key, "Accept") == 0: return .accept
-    case 10 where strcmp(key, "User-Agent") == 0: return .userAgent
-    case 10 where strcmp(key, "Connection") == 0: return .connection
-    case 12 where strcmp(key, "Content-Type") == 0: return .contentType
-    case 13 where strcmp(key, "Authorization") == 0: return .authorization
-    case 14 where strcmp(key, "Content-Length") == 0: return .contentLength
-    case 15 where strcmp(key, "Accept-Encoding") == 0: return .acceptEncoding
-    default: return nil
-    }
 }

@@ -15,7 +15,8 @@ final class EngineRequest: @unchecked Sendable {
     // engine thread
     let connection: OpaquePointer
     let startedAt: UInt64
-    var headers = HTTPHeaders()
+    /// The header fields, read on the headers-only callback.
+    var headers = RawHeaderFields.empty
     /// The request method, read on the headers-only callback.
     var method: HTTPMethod = .get
     var body: [UInt8] = []
@@ -23,10 +24,9 @@ final class EngineRequest: @unchecked Sendable {
     var query: [UInt8] = []
     var bodyOverflow = false
     var invalidTarget = false
-    /// A header field the engine kept but RFC 9112 rejects (see ``HeaderCollection``).
-    var malformedHeader = false
-    /// A `Transfer-Encoding` value that is not exactly `chunked` as sent (see ``HeaderCollection``).
-    var inexactCoding = false
+    /// What the request guard checks about the header fields (see ``HeaderCollection``; its
+    /// fields are in ``headers``).
+    var headerFacts = HeaderCollection()
     /// The request line said HTTP/1.0.
     var http10 = false
     /// The raw request target as the URI callback saw it (a pointer into the engine's buffer,

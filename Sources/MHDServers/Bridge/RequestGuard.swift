@@ -33,23 +33,10 @@ enum RequestGuard {
     /// A response that rejects the request outright, or `nil` to go on.
     static func check(_ context: EngineRequest, maxBodySize: Int) -> Response? {
         if context.invalidTarget { return invalidTarget }
-        if context.malformedHeader { return malformedField }
-        var length: String?
-        var lengthCount = 0
-        var coding: String?
-        var codingFields = 0
-        var hosts = 0
-        for field in context.headers {
-            if field.name == .hostField {
-                hosts += 1
-            } else if field.name == .contentLength {
-                lengthCount += 1
-                length = field.value
-            } else if field.name == .transferEncoding {
-                coding = coding.map { $0 + "," + field.value } ?? field.value
-                codingFields += 1
-            }
-        }
+        let facts = context.headerFacts
+        if facts.malformed { return malformedField }
+        let (hosts, lengthCount, length, coding, codingFields) =
+            (facts.hosts, facts.lengthFields, facts.length, facts.coding, facts.codingFields)
         // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host; none is allowed in HTTP/1.0,
         // but never two.
         if hosts > 1 || (hosts == 0 && !context.http10) { return hostRequired }
@@ -62,7 +49,7 @@ enum RequestGuard {
             if codings != ["chunked"] { return unsupportedCoding }
             // The engine reads a chunked body only when the first Transfer-Encoding field is
             // exactly "chunked"; anything else it would read until the client closes.
-            if codingFields != 1 || context.inexactCoding { return malformedCoding }
+            if codingFields != 1 || facts.inexactCoding { return malformedCoding }
         }
         if let length {
             let digits = trimmed(Substring(length))

@@ -26,7 +26,26 @@ public struct Request: Sendable {
     /// The decoded query parameters, in order.
     public var query: QueryParameters
     /// The request headers (case-insensitive lookup).
-    public var headers: HTTPHeaders
+    ///
+    /// A request from a server builds them from the engine's bytes the first time they are
+    /// read, so a handler that never reads them does not pay for them.
+    public var headers: HTTPHeaders {
+        get {
+            switch headerStorage {
+            case .fields(let fields): fields
+            case .raw(let raw): raw.fields
+            }
+        }
+        set { headerStorage = .fields(newValue) }
+    }
+    /// The headers as set, or as the engine read them (see ``RawHeaderFields``).
+    var headerStorage: HeaderStorage
+
+    /// Where a request's headers are.
+    enum HeaderStorage: Sendable {
+        case fields(HTTPHeaders)
+        case raw(RawHeaderFields)
+    }
     /// The request body, already read completely (bounded by the server's `maxBodySize`).
     public var body: [UInt8]
     /// The peer's address as `host:port` (`[v6]:port` for IPv6), when known.
@@ -58,19 +77,19 @@ public struct Request: Sendable {
         version: String = "HTTP/1.1"
     ) {
         self.init(
-            method: method, path: path, query: query, headers: headers, body: body, remoteAddress: remoteAddress,
+            method: method, path: path, query: query, headers: .fields(headers), body: body, remoteAddress: remoteAddress,
             version: version, logger: RequestContext.defaultLogger)
     }
 
     /// A request whose context logs to `logger` (the server's), built once per request.
     init(
-        method: HTTPMethod, path: String, query: QueryParameters, headers: HTTPHeaders, body: [UInt8],
+        method: HTTPMethod, path: String, query: QueryParameters, headers: HeaderStorage, body: [UInt8],
         remoteAddress: String?, peer: PeerAddress? = nil, version: String, logger: Logger
     ) {
         self.method = method
         self.path = path
         self.query = query
-        self.headers = headers
+        self.headerStorage = headers
         self.body = body
         self.remoteOverride = remoteAddress
         self.peer = peer

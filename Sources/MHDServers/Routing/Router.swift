@@ -54,8 +54,8 @@ public struct Router: HTTPHandler {
     final class Node: @unchecked Sendable {
         var literals: [String: Node] = [:]
         var parameter: (name: String, node: Node)?
-        var wildcard: [HTTPMethod: Entry] = [:]
-        var handlers: [HTTPMethod: Entry] = [:]
+        var wildcard: MethodTable<Entry> = [:]
+        var handlers: MethodTable<Entry> = [:]
 
         /// A deep copy with every entry transformed.
         func mapEntries(_ transform: (Entry) -> Entry) -> Node {
@@ -78,7 +78,7 @@ public struct Router: HTTPHandler {
     }
 
     /// Exact paths without parameters, for a single dictionary lookup on the hot path.
-    private var exact: [String: [HTTPMethod: Entry]] = [:]
+    private var exact: [String: MethodTable<Entry>] = [:]
     private var root = Node()
     private var interceptors: [@Sendable (Request) -> Response?] = []
     /// Middleware around every request this router answers (first = outermost).
@@ -397,8 +397,8 @@ public struct Router: HTTPHandler {
     }
 
     /// Every registered pattern with its handlers (used by ``mount(_:_:)``).
-    private func routes() -> [(path: String, handlers: [HTTPMethod: Entry])] {
-        var out: [(path: String, handlers: [HTTPMethod: Entry])] = exact.map { ($0.key, $0.value) }
+    private func routes() -> [(path: String, handlers: MethodTable<Entry>)] {
+        var out: [(path: String, handlers: MethodTable<Entry>)] = exact.map { ($0.key, $0.value) }
         func walk(_ node: Node, _ prefix: String) {
             if !node.handlers.isEmpty { out.append((prefix.isEmpty ? "/" : prefix, node.handlers)) }
             if !node.wildcard.isEmpty { out.append((prefix + "/*", node.wildcard)) }
@@ -426,20 +426,20 @@ public struct Router: HTTPHandler {
         return .notFound
     }
 
-    private func pick(_ handlers: [HTTPMethod: Entry], _ request: inout Request) -> Resolution {
+    private func pick(_ handlers: MethodTable<Entry>, _ request: inout Request) -> Resolution {
         let method = request.method
         if let entry = handlers[method] ?? (method == .head ? handlers[.get] : nil) {
             request.context.route = routeLabels[entry.route].pattern
             return .handler(entry.handler, route: entry.route)
         }
-        var allowed = Set(handlers.keys.map(\.rawValue))
+        var allowed = Set(handlers.methods.map(\.rawValue))
         if allowed.contains("GET") { allowed.insert("HEAD") }
         return .methodNotAllowed(allow: allowed.sorted().joined(separator: ", "))
     }
 
     private static func match(
         _ node: Node, _ segments: ArraySlice<Substring>, _ parameters: inout Request.Parameters
-    ) -> [HTTPMethod: Entry]? {
+    ) -> MethodTable<Entry>? {
         guard let segment = segments.first else {
             if !node.handlers.isEmpty { return node.handlers }
             return nil
