@@ -486,9 +486,9 @@ struct ManagerTests {
         let elapsed = ContinuousClock.now - start
         // Not before the deadline, and well before a second one would end (a side service
         // given a deadline of its own after the servers' would take 10 s); the margin absorbs a
-        // busy machine.
+        // busy machine (a full parallel test run has delayed the deadline's wake-up by 3 s).
         #expect(elapsed >= .milliseconds(4950))
-        #expect(elapsed < .seconds(8))
+        #expect(elapsed < .milliseconds(9500))
         #expect(cancelled.isOpen)
     }
 }
