@@ -13,7 +13,10 @@ import Glibc
 ///   empty writes the loop's eventfd (one wake-up per batch).
 /// - The loop sleeps in `epoll_wait` on its own epoll set (the eventfd and the daemon's epoll
 ///   descriptor) with the daemon's timeout (`MHD_get_timeout`), and calls `MHD_run` only when
-///   the daemon's descriptor is ready or its timeout is due.
+///   the daemon's descriptor is ready, its timeout is due, or a connection was resumed.
+/// - Connections are resumed on the loop thread only (``resume(_:)``): in external mode the
+///   daemon has no wake-up channel of its own, so a resume from another thread would not be
+///   seen until the next event.
 final class EventLoop: TaskExecutor, @unchecked Sendable {
     let index: Int
     /// Run jobs that became ready during an access callback before the callback returns, so a
