@@ -45,7 +45,7 @@ extension Engine {
             collected.fields = RawHeaderFields.Builder()
             context.headerFacts = collected
             context.http10 = strcmp(version, "HTTP/1.0") == 0
-            guard let parsed = HTTPMethod.parsed(String(cString: method)) else {
+            guard let parsed = Engine.method(method) else {
                 return queue(RequestGuard.invalidMethod, on: context, close: true)
             }
             context.method = parsed

@@ -95,6 +95,21 @@ extension Engine {
             logger: logger)
     }
 
+    /// The request line's method: the common ones compared as C strings, without making a
+    /// Swift string first; any other must be a token.
+    static func method(_ method: UnsafePointer<CChar>) -> HTTPMethod? {
+        switch strlen(method) {
+        case 3 where strcmp(method, "GET") == 0: return .get
+        case 3 where strcmp(method, "PUT") == 0: return .put
+        case 4 where strcmp(method, "POST") == 0: return .post
+        case 4 where strcmp(method, "HEAD") == 0: return .head
+        case 5 where strcmp(method, "PATCH") == 0: return .patch
+        case 6 where strcmp(method, "DELETE") == 0: return .delete
+        case 7 where strcmp(method, "OPTIONS") == 0: return .options
+        default: return HTTPMethod.parsed(String(cString: method))
+        }
+    }
+
     /// The request line's version, without allocating for the common ones.
     static func versionString(_ version: UnsafePointer<CChar>) -> String {
         if strcmp(version, "HTTP/1.1") == 0 { return http11 }
