@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: unit tests (Swift Testing, real daemons on loopback), the documentation's examples
 # type-checked, the README's library example built as a dependent package, the end-to-end tests
-# of the demo app (real process, real signals), runtime control under load, the HTTP + gRPC example against grpcio, and a smoke run of the benchmark so it cannot rot. In CI (CI=true), or with
+# of the demo app (real process, real signals), runtime control under load, the HTTP + gRPC example against grpcio, and smoke runs of the benchmarks (req/s and CPU, and instructions per request) so they cannot rot. In CI (CI=true), or with
 # --sanitizers, the unit tests also run under ThreadSanitizer and AddressSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +58,10 @@ scripts/docs.sh
 echo
 echo "== benchmark smoke run"
 scripts/bench.sh --smoke
+
+echo
+echo "== instructions per request under callgrind, C and the app (smoke: plain and async)"
+scripts/bench-instructions.sh --smoke
 
 if ((SANITIZERS)); then
     echo
