@@ -15,7 +15,9 @@
 #
 # Scenarios (wrk -t1 -c8 after a 2 s warm-up, callgrind's counters zeroed in between, so start-up
 # is not counted; the app runs with --bench-routes --no-request-ids like scripts/bench.sh):
-#   plain  GET /api/hello        C: the same route
+#   plain  GET /api/hello        C: the same route (wrk sends one header field, Host)
+#   fields GET /api/hello        the same with the 9 fields a browser sends (Accept, User-Agent,
+#                                Accept-Language, Accept-Encoding, Cookie, Referer, ...)
 #   async  GET /bench/async      C: /api/hello (C has no async handler)
 #   mw     GET /bench/middleware C: /api/hello (request ID + CORS middleware on the app)
 #
@@ -62,10 +64,15 @@ swift build -c release --product app >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/
 # valgrind cannot read the debug information lld writes for the release app; the code is the same.
 objcopy --strip-debug "$(swift build -c release --show-bin-path)/app" "$OUT/app"
 
-# measure NAME PORT PATH COMMAND...: prints "requests total no-memset app-binary engine libc" per request.
+BROWSER=(-H "Accept: text/html,application/xhtml+xml,*/*;q=0.8" -H "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    -H "Accept-Language: en-US,en;q=0.5" -H "Accept-Encoding: gzip, deflate, br" -H "Connection: keep-alive"
+    -H "Cookie: session=0123456789abcdef" -H "Referer: http://127.0.0.1/" -H "Cache-Control: no-cache")
+# measure NAME PORT PATH FIELDS COMMAND...: prints "requests total no-memset app-binary engine libc"
+# per request; FIELDS is "browser" for the browser's header fields, anything else for none.
 measure() {
-    local name=$1 port=$2 path=$3 n
-    shift 3
+    local name=$1 port=$2 path=$3 fields=() n
+    [[ $4 == browser ]] && fields=("${BROWSER[@]}")
+    shift 4
     rm -f "$OUT/$name".callgrind*
     valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind" "$@" >"$OUT/$name.log" 2>&1 &
     PID=$!
@@ -75,10 +82,10 @@ measure() {
         sleep 0.2
     done
     ((n < 300)) || die "$name did not answer $path"
-    wrk -t1 -c8 -d2s "http://127.0.0.1:$port$path" >/dev/null
+    wrk -t1 -c8 -d2s "${fields[@]}" "http://127.0.0.1:$port$path" >/dev/null
     callgrind_control -z "$PID" >/dev/null 2>&1
     local report requests
-    report=$(wrk -t1 -c8 -d"${DURATION}s" "http://127.0.0.1:$port$path")
+    report=$(wrk -t1 -c8 -d"${DURATION}s" "${fields[@]}" "http://127.0.0.1:$port$path")
     requests=$(awk '/requests in/ { print $1 }' <<<"$report")
     grep -q "Non-2xx\|Socket errors" <<<"$report" && { echo "$report" >&2; die "$name: wrk saw errors"; }
     callgrind_control -d "$PID" >/dev/null 2>&1
@@ -98,16 +105,17 @@ measure() {
         END { printf "%d %d %d %d %d %d\n", r, total / r, (total - memset) / r, own / r, engine / r, libc / r }'
 }
 
-SCENARIOS=("plain /api/hello /api/hello" "async /bench/async /api/hello" "mw /bench/middleware /api/hello")
+SCENARIOS=("plain /api/hello /api/hello -" "async /bench/async /api/hello -" "fields /api/hello /api/hello browser"
+    "mw /bench/middleware /api/hello -")
 ((SMOKE)) && SCENARIOS=("${SCENARIOS[@]:0:2}")
 ROWS=()
 printf '%-6s %-7s %9s %12s %12s %10s %8s %8s\n' scenario server requests "instr/req" "w/o memset" "own code" engine libc
 for scenario in "${SCENARIOS[@]}"; do
-    read -r name app_path c_path <<<"$scenario"
+    read -r name app_path c_path fields <<<"$scenario"
     port=$(free_port_run 2)
     [[ -n $port ]] || die "no free ports"
-    read -r c_req c_all c_net c_own c_engine c_libc < <(measure "$name-c" "$port" "$c_path" "$OUT/reference" "$port")
-    read -r a_req a_all a_net a_own a_engine a_libc < <(measure "$name-app" "$port" "$app_path" "$OUT/app" \
+    read -r c_req c_all c_net c_own c_engine c_libc < <(measure "$name-c" "$port" "$c_path" "$fields" "$OUT/reference" "$port")
+    read -r a_req a_all a_net a_own a_engine a_libc < <(measure "$name-app" "$port" "$app_path" "$fields" "$OUT/app" \
         --public-port "$port" --admin-port "$((port + 1))" --bench-routes --no-request-ids --log-level error)
     printf '%-6s %-7s %9d %12d %12d %10d %8d %8d\n' "$name" C "$c_req" "$c_all" "$c_net" "$c_own" "$c_engine" "$c_libc"
     printf '%-6s %-7s %9d %12d %12d %10d %8d %8d\n' "" app "$a_req" "$a_all" "$a_net" "$a_own" "$a_engine" "$a_libc"
