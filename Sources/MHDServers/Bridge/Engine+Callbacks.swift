@@ -40,10 +40,7 @@ extension Engine {
             context.phase = .receivingBody
             Engine.withConnectionState(connection) { $0.headersComplete() }
             if RequestGuard.hasRawNUL(context, url: url, version: version) { context.invalidTarget = true }
-            var collected = Engine.headers(of: connection)
-            context.headers = RawHeaderFields(collected.fields)
-            collected.fields = RawHeaderFields.Builder()
-            context.headerFacts = collected
+            (context.headers, context.headerFacts) = Engine.headers(of: connection)
             context.http10 = strcmp(version, "HTTP/1.0") == 0
             guard let parsed = Engine.method(method) else {
                 return queue(RequestGuard.invalidMethod, on: context, close: true)

@@ -95,8 +95,8 @@ extension Engine {
             logger: logger)
     }
 
-    /// The request line's method: the common ones compared as C strings, without making a
-    /// Swift string first; any other must be a token.
+    /// The request line's method: the common ones compared as C strings and shared, without
+    /// making a Swift string first; any other must be a token (RFC 9110 §9.1), else `nil`.
     static func method(_ method: UnsafePointer<CChar>) -> HTTPMethod? {
         switch strlen(method) {
         case 3 where strcmp(method, "GET") == 0: return .get
@@ -106,7 +106,7 @@ extension Engine {
         case 5 where strcmp(method, "PATCH") == 0: return .patch
         case 6 where strcmp(method, "DELETE") == 0: return .delete
         case 7 where strcmp(method, "OPTIONS") == 0: return .options
-        default: return HTTPMethod.parsed(String(cString: method))
+        default: return HTTPMethod(String(cString: method))
         }
     }
 
@@ -119,15 +119,15 @@ extension Engine {
     private static let http11 = "HTTP/1.1"
     private static let http10 = "HTTP/1.0"
 
-    /// The request's header fields, and whether any of them is malformed (see
-    /// ``HeaderCollection``).
-    static func headers(of connection: OpaquePointer) -> HeaderCollection {
+    /// The request's header fields, and what the request guard checks about them (see
+    /// ``HeaderFacts``).
+    static func headers(of connection: OpaquePointer) -> (fields: RawHeaderFields, facts: HeaderFacts) {
         var collection = HeaderCollection()
         collection.fields.reserve(256)
         withUnsafeMutablePointer(to: &collection) { pointer in
             _ = MHD_get_connection_values(connection, .HEADER_KIND, headerIterator, pointer)
         }
-        return collection
+        return (RawHeaderFields(collection.fields), collection.facts)
     }
 
     /// A request line arrived: the request exists from here on (it counts as in flight, so a
@@ -204,8 +204,7 @@ extension Engine {
 /// The fields themselves are kept as bytes (``RawHeaderFields``) and become `HTTPFields` only
 /// when read. `Transfer-Encoding` is compared as sent: the engine reads a chunked body only for
 /// exactly `chunked` (any case).
-struct HeaderCollection {
-    var fields = RawHeaderFields.Builder()
+struct HeaderFacts {
     var malformed = false
     var inexactCoding = false
     /// How many `Host` fields.
@@ -218,13 +217,19 @@ struct HeaderCollection {
     var coding: String?
 }
 
+/// What the engine's field iterator fills in.
+private struct HeaderCollection {
+    var fields = RawHeaderFields.Builder()
+    var facts = HeaderFacts()
+}
+
 private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
     guard let cls, let key else { return .YES }
     let collection = cls.assumingMemoryBound(to: HeaderCollection.self)
     let nameLength = strlen(key)
     if !RequestGuard.isToken(UnsafeRawBufferPointer(start: key, count: nameLength)) {
         // A name that is not a token is reported and the request rejected; its field is not kept.
-        collection.pointee.malformed = true
+        collection.pointee.facts.malformed = true
         return .YES
     }
     if let value {
@@ -233,7 +238,7 @@ private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
         if gap < 0 || gap > 256
             || !UnsafeRawBufferPointer(start: afterColon, count: gap).allSatisfy({ $0 == 32 || $0 == 9 })
         {
-            collection.pointee.malformed = true
+            collection.pointee.facts.malformed = true
         }
     }
     // The fields that frame the body are refused with a control byte in their value (other
@@ -244,17 +249,17 @@ private let headerIterator: MHD_KeyValueIterator = { cls, _, key, value in
     }
     switch nameLength {
     case 4 where strcasecmp(key, "Host") == 0:
-        collection.pointee.hosts += 1
+        collection.pointee.facts.hosts += 1
     case 14 where strcasecmp(key, "Content-Length") == 0:
-        collection.pointee.lengthFields += 1
-        collection.pointee.length = value.map { String(cString: $0) } ?? ""
-        if hasControlByte(value) { collection.pointee.malformed = true }
+        collection.pointee.facts.lengthFields += 1
+        collection.pointee.facts.length = value.map { String(cString: $0) } ?? ""
+        if hasControlByte(value) { collection.pointee.facts.malformed = true }
     case 17 where strcasecmp(key, "Transfer-Encoding") == 0:
-        if value.map({ strcasecmp($0, "chunked") != 0 }) ?? true { collection.pointee.inexactCoding = true }
+        if value.map({ strcasecmp($0, "chunked") != 0 }) ?? true { collection.pointee.facts.inexactCoding = true }
         let text = value.map { String(cString: $0) } ?? ""
-        collection.pointee.coding = collection.pointee.coding.map { $0 + "," + text } ?? text
-        collection.pointee.codingFields += 1
-        if hasControlByte(value) { collection.pointee.malformed = true }
+        collection.pointee.facts.coding = collection.pointee.facts.coding.map { $0 + "," + text } ?? text
+        collection.pointee.facts.codingFields += 1
+        if hasControlByte(value) { collection.pointee.facts.malformed = true }
     default:
         break
     }

@@ -24,9 +24,8 @@ final class EngineRequest: @unchecked Sendable {
     var query: [UInt8] = []
     var bodyOverflow = false
     var invalidTarget = false
-    /// What the request guard checks about the header fields (see ``HeaderCollection``; its
-    /// fields are in ``headers``).
-    var headerFacts = HeaderCollection()
+    /// What the request guard checks about the header fields.
+    var headerFacts = HeaderFacts()
     /// The request line said HTTP/1.0.
     var http10 = false
     /// The raw request target as the URI callback saw it (a pointer into the engine's buffer,

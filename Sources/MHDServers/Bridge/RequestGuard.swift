@@ -9,7 +9,7 @@
 ///   as a body of unknown length and wait for it forever;
 /// - a `Content-Length` over the limit → one clean 413;
 /// - a target containing `%00` → 400 (the decoded path would be cut at the NUL);
-/// - a header name that is not a token, or a folded header line → 400 (see ``HeaderCollection``);
+/// - a header name that is not a token, or a folded header line → 400 (see ``HeaderFacts``);
 /// - an HTTP/1.1 request without exactly one `Host`, or any request with two → 400;
 /// - `Transfer-Encoding` in an HTTP/1.0 request → 400 (faulty framing, RFC 9112 §6.1);
 /// - a method that is not a token → 400 (checked by the engine callback as it reads the method).

@@ -10,19 +10,3 @@
 /// ```
 public typealias HTTPMethod = HTTPRequest.Method
 
-extension HTTPRequest.Method {
-    /// The method for a token from a request line: the common ones shared, `nil` for a token
-    /// that is not one (RFC 9110 §9.1).
-    static func parsed(_ token: String) -> HTTPMethod? {
-        switch token {
-        case "GET": return .get
-        case "POST": return .post
-        case "HEAD": return .head
-        case "PUT": return .put
-        case "PATCH": return .patch
-        case "DELETE": return .delete
-        case "OPTIONS": return .options
-        default: return HTTPMethod(token)
-        }
-    }
-}
