@@ -35,23 +35,21 @@ enum RequestGuard {
         if context.invalidTarget { return invalidTarget }
         let facts = context.headerFacts
         if facts.malformed { return malformedField }
-        let (hosts, lengthCount, length, coding, codingFields) =
-            (facts.hosts, facts.lengthFields, facts.length, facts.coding, facts.codingFields)
         // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host; none is allowed in HTTP/1.0,
         // but never two.
-        if hosts > 1 || (hosts == 0 && !context.http10) { return hostRequired }
-        if lengthCount > 1 { return duplicateLength }
+        if facts.hosts > 1 || (facts.hosts == 0 && !context.http10) { return hostRequired }
+        if facts.lengthFields > 1 { return duplicateLength }
         // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing.
-        if coding != nil && context.http10 { return codingInHTTP10 }
-        if let coding {
-            if lengthCount > 0 { return lengthAndChunked }
+        if facts.coding != nil && context.http10 { return codingInHTTP10 }
+        if let coding = facts.coding {
+            if facts.lengthFields > 0 { return lengthAndChunked }
             let codings = coding.split(separator: ",").map { trimmed(Substring($0)).lowercased() }
             if codings != ["chunked"] { return unsupportedCoding }
             // The engine reads a chunked body only when the first Transfer-Encoding field is
             // exactly "chunked"; anything else it would read until the client closes.
-            if codingFields != 1 || facts.inexactCoding { return malformedCoding }
+            if facts.codingFields != 1 || facts.inexactCoding { return malformedCoding }
         }
-        if let length {
+        if let length = facts.length {
             let digits = trimmed(Substring(length))
             guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return invalidLength }
             if digits.utf8.count > 18 || Int(digits)! > maxBodySize { return contentTooLarge }

@@ -20,7 +20,6 @@ final class RawHeaderFields: Sendable {
     /// Fields gathered one at a time (see ``append(name:value:)``).
     struct Builder {
         fileprivate var bytes: [UInt8] = []
-        var isEmpty: Bool { bytes.isEmpty }
 
         /// Adds a field, its name a token and its value without NUL bytes.
         mutating func append(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
